@@ -1,0 +1,232 @@
+//! Differentiable Neural Turing Machine addressing on batched candle tensors.
+//!
+//! The four stages of Graves et al. (2014), section 3.3, each a pure function of tensors:
+//!
+//! 1. [`content`]: `w_c(i) = softmax_i(beta * cos(k, M(i)))` (eq. 5-6),
+//! 2. [`interpolate`]: `w_g = g * w_c + (1 - g) * w_prev` (eq. 7),
+//! 3. [`shift`]: circular convolution with a shift weighting over offsets `-r..=r` (eq. 8),
+//! 4. [`sharpen`]: `w(i) = w_s(i)^gamma / sum_j w_s(j)^gamma` (eq. 9),
+//!
+//! and [`address`], which chains them. Every function works on a whole batch of heads at once:
+//! weightings are `[batch, heads, N]`, memory is `[batch, N, M]`, and there is no loop over the
+//! batch or the heads. The functions take already-activated parameters (`beta > 0`,
+//! `0 <= g <= 1`, `s` a distribution, `gamma >= 1`); turning raw controller outputs into those is
+//! the memory's job. This crate depends on `candle-core` alone and never owns parameters.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use ntm_addressing::{address, HeadParams};
+//!
+//! # fn main() -> Result<(), ntm_addressing::AddressingError> {
+//! let dev = Device::Cpu;
+//! // One batch element, one head, a memory of 4 rows of width 2.
+//! let memory = Tensor::new(&[[[1f32, 0.], [0., 1.], [-1., 0.], [0., -1.]]], &dev)?;
+//! let params = HeadParams {
+//!     key: Tensor::new(&[[[0f32, 1.]]], &dev)?,
+//!     beta: Tensor::new(&[[50f32]], &dev)?,
+//!     gate: Tensor::new(&[[1f32]], &dev)?,
+//!     shift: Tensor::new(&[[[0f32, 0., 1.]]], &dev)?, // shift by +1
+//!     gamma: Tensor::new(&[[1f32]], &dev)?,
+//! };
+//! let previous = Tensor::new(&[[[0.25f32, 0.25, 0.25, 0.25]]], &dev)?;
+//! let w = address(&memory, &params, &previous)?;
+//! let w: Vec<f32> = w.flatten_all()?.to_vec1()?;
+//! // The key matches row 1; the shift moves the focus to row 2.
+//! assert!(w[2] > 0.99);
+//! # Ok(())
+//! # }
+//! ```
+
+use candle_core::{DType, Device, Tensor};
+
+pub mod gradcheck;
+
+/// Added to norms in the cosine similarity so that a zero row or key gives zero similarity.
+pub const COSINE_EPS: f64 = 1e-8;
+
+/// Added to a weighting before it is raised to the power `gamma`, so the power and its gradient
+/// stay finite where the weighting is zero.
+pub const SHARPEN_EPS: f64 = 1e-12;
+
+/// Errors from the addressing functions.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressingError {
+    /// An argument does not have the shape the stage needs.
+    #[error("{stage}: `{argument}` has shape {got:?}, expected {expected}")]
+    Shape {
+        /// The addressing stage that was called.
+        stage: &'static str,
+        /// The offending argument.
+        argument: &'static str,
+        /// The shape that was given.
+        got: Vec<usize>,
+        /// A description of the shape that was expected.
+        expected: String,
+    },
+    /// The shift weighting covers more offsets than the memory has rows, or an even number.
+    #[error("shift: {width} shift offsets do not fit a memory of {rows} rows (need an odd count <= rows)")]
+    ShiftWidth {
+        /// Number of offsets in the shift weighting (`2r + 1`).
+        width: usize,
+        /// Number of memory rows.
+        rows: usize,
+    },
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, AddressingError>;
+
+/// The activated parameters of a batch of heads for one time step.
+///
+/// `B` is the batch size, `H` the number of heads, `M` the memory width and `S = 2r + 1` the
+/// number of shift offsets.
+#[derive(Debug, Clone)]
+pub struct HeadParams {
+    /// Keys `k`, `[B, H, M]`.
+    pub key: Tensor,
+    /// Key strengths `beta > 0`, `[B, H]`.
+    pub beta: Tensor,
+    /// Interpolation gates `g` in `[0, 1]`, `[B, H]`.
+    pub gate: Tensor,
+    /// Shift weightings `s` over offsets `-r..=r`, each a distribution, `[B, H, S]`.
+    pub shift: Tensor,
+    /// Sharpening exponents `gamma >= 1`, `[B, H]`.
+    pub gamma: Tensor,
+}
+
+fn check(stage: &'static str, argument: &'static str, t: &Tensor, want: &[usize]) -> Result<()> {
+    if t.dims() == want {
+        Ok(())
+    } else {
+        Err(AddressingError::Shape {
+            stage,
+            argument,
+            got: t.dims().to_vec(),
+            expected: format!("{want:?}"),
+        })
+    }
+}
+
+fn dims3(stage: &'static str, argument: &'static str, t: &Tensor) -> Result<(usize, usize, usize)> {
+    match *t.dims() {
+        [a, b, c] => Ok((a, b, c)),
+        _ => Err(AddressingError::Shape {
+            stage,
+            argument,
+            got: t.dims().to_vec(),
+            expected: "a rank-3 tensor".into(),
+        }),
+    }
+}
+
+/// Softmax over `dim` built from differentiable primitives.
+///
+/// The maximum is subtracted for stability and detached: softmax does not change when a constant
+/// is subtracted, so the gradient is exact. (`candle_nn::ops::softmax_last_dim` has no backward.)
+pub fn softmax<Dm: candle_core::shape::Dim + Copy>(x: &Tensor, dim: Dm) -> Result<Tensor> {
+    let max = x.max_keepdim(dim)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(dim)?;
+    Ok(e.broadcast_div(&sum)?)
+}
+
+/// Cosine similarity between every key and every memory row: `[B, H, M] x [B, N, M] -> [B, H, N]`.
+pub fn cosine_similarity(memory: &Tensor, key: &Tensor) -> Result<Tensor> {
+    let (b, n, m) = dims3("content", "memory", memory)?;
+    let (_, h, _) = dims3("content", "key", key)?;
+    check("content", "key", key, &[b, h, m])?;
+    let dot = key.matmul(&memory.transpose(1, 2)?)?; // [B, H, N]
+    let tiny = COSINE_EPS * COSINE_EPS;
+    let key_norm = (key.sqr()?.sum_keepdim(2)? + tiny)?.sqrt()?; // [B, H, 1]
+    let mem_norm = (memory.sqr()?.sum(2)? + tiny)?.sqrt()?.reshape((b, 1, n))?; // [B, 1, N]
+    let denom = (key_norm.broadcast_mul(&mem_norm)? + COSINE_EPS)?;
+    Ok(dot.broadcast_div(&denom)?)
+}
+
+/// Content addressing (eq. 5-6): a softmax over rows of `beta` times the cosine similarity.
+///
+/// `memory` is `[B, N, M]`, `key` is `[B, H, M]`, `beta` is `[B, H]`; returns `[B, H, N]`.
+pub fn content(memory: &Tensor, key: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    let (_, h, _) = dims3("content", "key", key)?;
+    let b = memory.dims().first().copied().unwrap_or(0);
+    check("content", "beta", beta, &[b, h])?;
+    let sim = cosine_similarity(memory, key)?;
+    softmax(&sim.broadcast_mul(&beta.unsqueeze(2)?)?, 2)
+}
+
+/// Interpolation (eq. 7): `g * content + (1 - g) * previous`, with `g` of shape `[B, H]`.
+pub fn interpolate(content: &Tensor, previous: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (b, h, n) = dims3("interpolate", "content", content)?;
+    check("interpolate", "previous", previous, &[b, h, n])?;
+    check("interpolate", "gate", gate, &[b, h])?;
+    let g = gate.unsqueeze(2)?;
+    // previous + g * (content - previous): one node fewer than the textbook form.
+    Ok((previous + (content - previous)?.broadcast_mul(&g)?)?)
+}
+
+/// The `u32` indices that gather, for each row `i` and offset slot `k`, the row
+/// `(i - (k - r)) mod N`: laid out `[N, S]` and flattened.
+pub fn shift_indices(rows: usize, width: usize, device: &Device) -> Result<Tensor> {
+    let r = (width / 2) as i64;
+    let n = rows as i64;
+    let idx: Vec<u32> = (0..n)
+        .flat_map(|i| (0..width as i64).map(move |k| (i - (k - r)).rem_euclid(n) as u32))
+        .collect();
+    Ok(Tensor::from_vec(idx, rows * width, device)?)
+}
+
+/// Circular shift (eq. 8): `w_s(i) = sum_j w(j) s(i - j)`, indices mod `N`.
+///
+/// `weights` is `[B, H, N]`; `shift` is `[B, H, S]` with `S = 2r + 1` weights for the offsets
+/// `-r, ..., 0, ..., +r` in that order. A one-hot `shift` at offset `o` rotates the weighting by
+/// `o` rows exactly.
+pub fn shift(weights: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    let (b, h, n) = dims3("shift", "weights", weights)?;
+    let (_, _, s) = dims3("shift", "shift", shift)?;
+    check("shift", "shift", shift, &[b, h, s])?;
+    if s % 2 == 0 || s > n {
+        return Err(AddressingError::ShiftWidth { width: s, rows: n });
+    }
+    let idx = shift_indices(n, s, weights.device())?;
+    let gathered = weights.index_select(&idx, 2)?.reshape((b, h, n, s))?;
+    Ok(gathered.broadcast_mul(&shift.unsqueeze(2)?)?.sum(3)?)
+}
+
+/// Sharpening (eq. 9): `w(i)^gamma / sum_j w(j)^gamma`, with `gamma` of shape `[B, H]`.
+///
+/// [`SHARPEN_EPS`] is added before the power, so `gamma = 1` returns a normalised weighting
+/// unchanged up to about `N * 1e-12`.
+pub fn sharpen(weights: &Tensor, gamma: &Tensor) -> Result<Tensor> {
+    let (b, h, _) = dims3("sharpen", "weights", weights)?;
+    check("sharpen", "gamma", gamma, &[b, h])?;
+    let powered = (weights + SHARPEN_EPS)?
+        .log()?
+        .broadcast_mul(&gamma.unsqueeze(2)?)?
+        .exp()?;
+    let sum = powered.sum_keepdim(2)?;
+    Ok(powered.broadcast_div(&sum)?)
+}
+
+/// The whole addressing pipeline for a batch of heads: content, interpolate, shift, sharpen.
+///
+/// `memory` is `[B, N, M]` and `previous` the heads' previous weightings `[B, H, N]`.
+pub fn address(memory: &Tensor, params: &HeadParams, previous: &Tensor) -> Result<Tensor> {
+    let wc = content(memory, &params.key, &params.beta)?;
+    let wg = interpolate(&wc, previous, &params.gate)?;
+    let ws = shift(&wg, &params.shift)?;
+    sharpen(&ws, &params.gamma)
+}
+
+/// A batch of uniform weightings `[B, H, N]`, handy as a neutral previous weighting.
+pub fn uniform(
+    batch: usize,
+    heads: usize,
+    rows: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    Ok((Tensor::ones((batch, heads, rows), dtype, device)? / rows as f64)?)
+}

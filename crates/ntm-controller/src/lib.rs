@@ -1,0 +1,300 @@
+//! Controllers for memory-augmented networks: the [`Controller`] trait, a [`FeedForward`]
+//! controller and a stacked [`Lstm`] controller with a learned initial state.
+//!
+//! A controller maps one time step's input `[batch, input_size]` and its recurrent state to an
+//! output `[batch, output_size]` and the next state. It knows nothing about memory: the model
+//! joins the previous reads onto the input before calling it. Parameters come from
+//! [`ntm_params::Params`], so they are seeded and named (`controller.layer0.weight`).
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use ntm_controller::{Controller, Lstm, LstmConfig};
+//! use ntm_params::Params;
+//!
+//! # fn main() -> Result<(), ntm_controller::ControllerError> {
+//! let params = Params::new(0, DType::F32, &Device::Cpu);
+//! let lstm = Lstm::new(&params.pp("controller"), 5, &LstmConfig { size: 8, layers: 2 })?;
+//! let state = lstm.initial_state(3)?;
+//! let (out, _next) = lstm.step(&Tensor::zeros((3, 5), DType::F32, &Device::Cpu)?, &state)?;
+//! assert_eq!(out.dims(), &[3, 8]);
+//! // Per layer: 4 gates x (input + hidden + bias), plus the learned initial h and c.
+//! assert_eq!(params.param_count(), 4 * 8 * (5 + 8 + 1) + 2 * 8 + 4 * 8 * (8 + 8 + 1) + 2 * 8);
+//! # Ok(())
+//! # }
+//! ```
+
+use candle_core::Tensor;
+use ntm_params::{sigmoid, Init, Linear, Params, ParamsError};
+use serde::{Deserialize, Serialize};
+
+/// Errors from building or running a controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The configuration cannot describe a working controller.
+    #[error("invalid controller config: {0}")]
+    Config(String),
+    /// The input or state does not match the controller.
+    #[error("controller input has shape {got:?}, expected [batch, {expected}]")]
+    InputShape {
+        /// Shape given.
+        got: Vec<usize>,
+        /// Input features expected.
+        expected: usize,
+    },
+    /// A parameter or layer error.
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, ControllerError>;
+
+/// One step of a (possibly recurrent) network.
+pub trait Controller {
+    /// Recurrent state carried between steps (`()` for a feedforward controller).
+    type State: Clone;
+
+    /// Input features per step.
+    fn input_size(&self) -> usize;
+
+    /// Output features per step.
+    fn output_size(&self) -> usize;
+
+    /// The state at the start of an episode, for `batch` sequences.
+    fn initial_state(&self, batch: usize) -> Result<Self::State>;
+
+    /// One step: `input` is `[batch, input_size]`; returns `[batch, output_size]` and the new state.
+    fn step(&self, input: &Tensor, state: &Self::State) -> Result<(Tensor, Self::State)>;
+}
+
+fn check_input(input: &Tensor, expected: usize) -> Result<()> {
+    match input.dims() {
+        [_, i] if *i == expected => Ok(()),
+        got => Err(ControllerError::InputShape {
+            got: got.to_vec(),
+            expected,
+        }),
+    }
+}
+
+/// Configuration of a [`FeedForward`] controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedForwardConfig {
+    /// Sizes of the hidden layers, in order; the last one is the output size.
+    pub hidden: Vec<usize>,
+}
+
+impl Default for FeedForwardConfig {
+    fn default() -> Self {
+        Self { hidden: vec![100] }
+    }
+}
+
+/// A stack of fully connected `tanh` layers.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    layers: Vec<Linear>,
+    input_size: usize,
+}
+
+impl FeedForward {
+    /// Builds the layers `layer0`, `layer1`, ... in the scope of `params`.
+    pub fn new(params: &Params, input_size: usize, config: &FeedForwardConfig) -> Result<Self> {
+        if config.hidden.is_empty() || config.hidden.contains(&0) || input_size == 0 {
+            return Err(ControllerError::Config(format!(
+                "feedforward needs a non-zero input and at least one non-zero hidden layer, got input {input_size} and hidden {:?}",
+                config.hidden
+            )));
+        }
+        let mut layers = Vec::with_capacity(config.hidden.len());
+        let mut width = input_size;
+        for (i, &size) in config.hidden.iter().enumerate() {
+            layers.push(Linear::new(&params.pp(&format!("layer{i}")), width, size)?);
+            width = size;
+        }
+        Ok(Self { layers, input_size })
+    }
+}
+
+impl Controller for FeedForward {
+    type State = ();
+
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn output_size(&self) -> usize {
+        self.layers
+            .last()
+            .map_or(self.input_size, Linear::output_size)
+    }
+
+    fn initial_state(&self, _batch: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn step(&self, input: &Tensor, _state: &()) -> Result<(Tensor, ())> {
+        check_input(input, self.input_size)?;
+        let mut x = input.clone();
+        for layer in &self.layers {
+            x = layer.forward(&x)?.tanh()?;
+        }
+        Ok((x, ()))
+    }
+}
+
+/// Configuration of an [`Lstm`] controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmConfig {
+    /// Hidden units per layer.
+    pub size: usize,
+    /// Number of stacked layers.
+    pub layers: usize,
+}
+
+impl Default for LstmConfig {
+    fn default() -> Self {
+        Self {
+            size: 100,
+            layers: 1,
+        }
+    }
+}
+
+/// One LSTM layer: the four gates share one matrix over `[input, h]`.
+#[derive(Debug, Clone)]
+struct LstmLayer {
+    /// Gate weights, transposed: `[input + size, 4 * size]`.
+    weight_t: Tensor,
+    bias: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+}
+
+/// Hidden and cell state of every layer, each `[batch, size]`.
+#[derive(Debug, Clone)]
+pub struct LstmState {
+    /// Hidden state per layer.
+    pub h: Vec<Tensor>,
+    /// Cell state per layer.
+    pub c: Vec<Tensor>,
+}
+
+/// A stack of LSTM layers with learned initial states; the output is the top layer's `h`.
+///
+/// Gates are ordered input, forget, cell, output; the forget-gate bias starts at 1.
+#[derive(Debug, Clone)]
+pub struct Lstm {
+    layers: Vec<LstmLayer>,
+    input_size: usize,
+    size: usize,
+}
+
+impl Lstm {
+    /// Builds `layer0`, `layer1`, ... in the scope of `params`.
+    pub fn new(params: &Params, input_size: usize, config: &LstmConfig) -> Result<Self> {
+        if config.size == 0 || config.layers == 0 || input_size == 0 {
+            return Err(ControllerError::Config(format!(
+                "lstm needs non-zero input, size and layers, got input {input_size}, size {}, layers {}",
+                config.size, config.layers
+            )));
+        }
+        let h = config.size;
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let p = params.pp(&format!("layer{i}"));
+            let input = if i == 0 { input_size } else { h };
+            let gates = p.pp("gates");
+            let bound = 1.0 / (h as f64).sqrt();
+            let weight = gates.get((4 * h, input + h), "weight", Init::Uniform(bound))?;
+            // Gate order i, f, g, o: the forget gate starts open (bias 1).
+            let bias = gates.get_with(4 * h, "bias", |count| {
+                (0..count)
+                    .map(|j| if (h..2 * h).contains(&j) { 1.0 } else { 0.0 })
+                    .collect()
+            })?;
+            layers.push(LstmLayer {
+                weight_t: weight.t()?,
+                bias,
+                h0: p.get(h, "h0", Init::Const(0.0))?,
+                c0: p.get(h, "c0", Init::Const(0.0))?,
+            });
+        }
+        Ok(Self {
+            layers,
+            input_size,
+            size: h,
+        })
+    }
+}
+
+impl Controller for Lstm {
+    type State = LstmState;
+
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn output_size(&self) -> usize {
+        self.size
+    }
+
+    fn initial_state(&self, batch: usize) -> Result<LstmState> {
+        let expand = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.unsqueeze(0)?.broadcast_as((batch, self.size))?)
+        };
+        Ok(LstmState {
+            h: self
+                .layers
+                .iter()
+                .map(|l| expand(&l.h0))
+                .collect::<Result<_>>()?,
+            c: self
+                .layers
+                .iter()
+                .map(|l| expand(&l.c0))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    fn step(&self, input: &Tensor, state: &LstmState) -> Result<(Tensor, LstmState)> {
+        check_input(input, self.input_size)?;
+        let n = self.size;
+        let mut x = input.clone();
+        let mut next = LstmState {
+            h: Vec::with_capacity(self.layers.len()),
+            c: Vec::with_capacity(self.layers.len()),
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (h, c) = match (state.h.get(i), state.c.get(i)) {
+                (Some(h), Some(c)) => (h, c),
+                _ => {
+                    return Err(ControllerError::Config(format!(
+                        "state has {} layers, controller {}",
+                        state.h.len(),
+                        self.layers.len()
+                    )))
+                }
+            };
+            let z = Tensor::cat(&[&x, h], 1)?
+                .matmul(&layer.weight_t)?
+                .broadcast_add(&layer.bias)?;
+            let sig = sigmoid(&z)?;
+            let input_gate = sig.narrow(1, 0, n)?;
+            let forget_gate = sig.narrow(1, n, n)?;
+            let cell = z.narrow(1, 2 * n, n)?.tanh()?;
+            let output_gate = sig.narrow(1, 3 * n, n)?;
+            let c_next = ((forget_gate * c)? + (input_gate * cell)?)?;
+            let h_next = (output_gate * c_next.tanh()?)?;
+            x = h_next.clone();
+            next.h.push(h_next);
+            next.c.push(c_next);
+        }
+        Ok((x, next))
+    }
+}

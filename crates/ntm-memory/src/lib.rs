@@ -1,0 +1,385 @@
+//! External memory for memory-augmented networks: the [`Memory`] trait and [`NtmMemory`], the
+//! Neural Turing Machine's `N x M` matrix with `R` read heads and `W` write heads.
+//!
+//! A memory is driven by an *interface vector*: the controller emits `interface_size()` raw
+//! numbers per step and the memory turns them into head parameters (activations included),
+//! updates its state and produces `read_size()` numbers of read vectors for the next step. The
+//! trait says nothing about how addressing works, so a DNC-style memory (usage, allocation,
+//! temporal links) implements the same trait with its own state type.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use ntm_memory::{Memory, NtmMemory, NtmMemoryConfig};
+//! use ntm_params::Params;
+//!
+//! # fn main() -> Result<(), ntm_memory::MemoryError> {
+//! let params = Params::new(1, DType::F32, &Device::Cpu);
+//! let config = NtmMemoryConfig { rows: 16, width: 4, read_heads: 2, ..Default::default() };
+//! let memory = NtmMemory::new(&params.pp("memory"), &config)?;
+//! let state = memory.initial_state(3)?;
+//! let interface = Tensor::zeros((3, memory.interface_size()), DType::F32, &Device::Cpu)?;
+//! let next = memory.step(&interface, &state)?;
+//! assert_eq!(memory.reads(&next).dims(), &[3, 2 * 4]);
+//! assert_eq!(memory.trace(&next).read_weights.dims(), &[3, 2, 16]);
+//! # Ok(())
+//! # }
+//! ```
+
+use candle_core::Tensor;
+use ntm_addressing::{address, softmax, AddressingError, HeadParams};
+use ntm_params::{sigmoid, softplus, Init, Params, ParamsError};
+use serde::{Deserialize, Serialize};
+
+/// Errors from building or running a memory.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The configuration cannot describe a working memory.
+    #[error("invalid memory config: {0}")]
+    Config(String),
+    /// An argument does not have the shape the memory needs.
+    #[error("{argument} has shape {got:?}, expected {expected}")]
+    Shape {
+        /// The argument.
+        argument: &'static str,
+        /// Shape given.
+        got: Vec<usize>,
+        /// Shape expected.
+        expected: String,
+    },
+    /// An addressing error.
+    #[error(transparent)]
+    Addressing(#[from] AddressingError),
+    /// A parameter error.
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, MemoryError>;
+
+/// What a memory exposes for inspection after a step.
+#[derive(Debug, Clone)]
+pub struct MemoryTrace {
+    /// Memory contents `[batch, N, M]`.
+    pub memory: Tensor,
+    /// Read weightings `[batch, R, N]`.
+    pub read_weights: Tensor,
+    /// Write weightings `[batch, W, N]`.
+    pub write_weights: Tensor,
+    /// Further named signals a memory type wants to show (a DNC's usage, say).
+    pub extra: Vec<(String, Tensor)>,
+}
+
+/// A differentiable external memory driven by an interface vector.
+pub trait Memory {
+    /// Everything carried from one step to the next (contents, weightings, reads).
+    type State: Clone;
+
+    /// Raw numbers the memory consumes from the controller per step and batch element.
+    fn interface_size(&self) -> usize;
+
+    /// Numbers of read-vector output per step and batch element.
+    fn read_size(&self) -> usize;
+
+    /// The state at the start of an episode, for `batch` sequences.
+    fn initial_state(&self, batch: usize) -> Result<Self::State>;
+
+    /// The read vectors held in `state`, `[batch, read_size]`: what the controller sees next.
+    fn reads(&self, state: &Self::State) -> Tensor;
+
+    /// One step: `interface` is `[batch, interface_size]`; returns the next state.
+    fn step(&self, interface: &Tensor, state: &Self::State) -> Result<Self::State>;
+
+    /// Contents and weightings of `state`, for figures and debugging.
+    fn trace(&self, state: &Self::State) -> MemoryTrace;
+}
+
+/// How the memory matrix is filled at the start of every episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryInit {
+    /// Every cell `1e-6` (Collier & Beel 2018: fastest and most stable).
+    #[default]
+    Constant,
+    /// A trained `N x M` matrix.
+    Learned,
+    /// A fixed matrix drawn once from the model seed (normal, standard deviation 0.5).
+    Random,
+}
+
+/// The value of every cell under [`MemoryInit::Constant`].
+pub const CONSTANT_INIT: f64 = 1e-6;
+
+/// Configuration of an [`NtmMemory`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NtmMemoryConfig {
+    /// Number of memory rows `N`.
+    pub rows: usize,
+    /// Width of a row `M`.
+    pub width: usize,
+    /// Number of read heads `R`.
+    pub read_heads: usize,
+    /// Number of write heads `W`.
+    pub write_heads: usize,
+    /// Largest shift `r`: heads can move by `-r..=r` rows per step.
+    pub shift_range: usize,
+    /// How memory starts each episode.
+    pub init: MemoryInit,
+}
+
+impl Default for NtmMemoryConfig {
+    fn default() -> Self {
+        Self {
+            rows: 128,
+            width: 20,
+            read_heads: 1,
+            write_heads: 1,
+            shift_range: 1,
+            init: MemoryInit::Constant,
+        }
+    }
+}
+
+impl NtmMemoryConfig {
+    /// Number of shift offsets `2r + 1`.
+    pub fn shifts(&self) -> usize {
+        2 * self.shift_range + 1
+    }
+
+    /// Interface numbers of one read head: key, beta, gate, shift, gamma.
+    pub fn read_head_size(&self) -> usize {
+        self.width + 3 + self.shifts()
+    }
+
+    /// Interface numbers of one write head: a read head's, plus erase and add vectors.
+    pub fn write_head_size(&self) -> usize {
+        self.read_head_size() + 2 * self.width
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = self;
+        if c.rows == 0 || c.width == 0 || c.read_heads == 0 || c.write_heads == 0 {
+            return Err(MemoryError::Config(format!(
+                "rows, width, read_heads and write_heads must be >= 1 (got {} x {}, {} read, {} write)",
+                c.rows, c.width, c.read_heads, c.write_heads
+            )));
+        }
+        if c.shifts() > c.rows {
+            return Err(MemoryError::Config(format!(
+                "shift_range {} needs at least {} rows, memory has {}",
+                c.shift_range,
+                c.shifts(),
+                c.rows
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// State of an [`NtmMemory`] between steps.
+#[derive(Debug, Clone)]
+pub struct NtmState {
+    /// Memory contents `[batch, N, M]`.
+    pub memory: Tensor,
+    /// Read weightings `[batch, R, N]`.
+    pub read_weights: Tensor,
+    /// Write weightings `[batch, W, N]`.
+    pub write_weights: Tensor,
+    /// Read vectors `[batch, R * M]`.
+    pub reads: Tensor,
+}
+
+/// The Neural Turing Machine memory: `W` write heads then `R` read heads per step.
+///
+/// Each step the write heads address the current memory and write (erase, then add); the read
+/// heads then address and read the updated memory, so a read can see the same step's write.
+///
+/// The interface vector is laid out by kind rather than by head, which lets every head of a kind
+/// be addressed in one batched call: for the write heads, keys `[W*M]`, betas `[W]`, gates `[W]`,
+/// shifts `[W*S]`, gammas `[W]`, erase vectors `[W*M]`, add vectors `[W*M]`; then the same for
+/// the read heads without erase and add. Activations: keys and adds `tanh`, betas `softplus`,
+/// gates and erases `sigmoid`, shifts `softmax`, gammas `1 + softplus`.
+#[derive(Debug, Clone)]
+pub struct NtmMemory {
+    config: NtmMemoryConfig,
+    /// Learned initial read weighting logits `[R, N]`.
+    read_w0: Tensor,
+    /// Learned initial write weighting logits `[W, N]`.
+    write_w0: Tensor,
+    /// Learned initial read vectors `[R * M]`.
+    reads0: Tensor,
+    /// The initial memory `[N, M]` (a parameter only for [`MemoryInit::Learned`]).
+    memory0: Tensor,
+}
+
+/// Initial weighting logits that focus every head on row 0 (about 0.99 of the mass).
+fn focus_first_row(rows: usize) -> impl Fn(usize) -> Vec<f64> {
+    move |count| {
+        (0..count)
+            .map(|i| if i % rows == 0 { 0.0 } else { -10.0 })
+            .collect()
+    }
+}
+
+impl NtmMemory {
+    /// Builds the memory's learned initial values in the scope of `params`.
+    pub fn new(params: &Params, config: &NtmMemoryConfig) -> Result<Self> {
+        config.validate()?;
+        let (n, m) = (config.rows, config.width);
+        let (r, w) = (config.read_heads, config.write_heads);
+        let memory0 = match config.init {
+            MemoryInit::Constant => {
+                Tensor::full(CONSTANT_INIT, (n, m), params.device())?.to_dtype(params.dtype())?
+            }
+            MemoryInit::Learned => params.get(
+                (n, m),
+                "initial_memory",
+                Init::Uniform(1.0 / (m as f64).sqrt()),
+            )?,
+            MemoryInit::Random => {
+                let values = Init::Normal(0.5).draw(params.seed(), "memory.random_init", n * m);
+                Tensor::from_vec(values, (n, m), params.device())?.to_dtype(params.dtype())?
+            }
+        };
+        Ok(Self {
+            config: config.clone(),
+            read_w0: params.get_with((r, n), "initial_read_weights", focus_first_row(n))?,
+            write_w0: params.get_with((w, n), "initial_write_weights", focus_first_row(n))?,
+            reads0: params.get(r * m, "initial_reads", Init::Uniform(0.1))?,
+            memory0,
+        })
+    }
+
+    /// The configuration this memory was built from.
+    pub fn config(&self) -> &NtmMemoryConfig {
+        &self.config
+    }
+}
+
+/// Reads `[B, H, M]` from `memory` `[B, N, M]` with weightings `[B, H, N]`: `r = sum_i w(i) M(i)`.
+pub fn read(memory: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    Ok(weights.matmul(memory)?)
+}
+
+/// Writes with `W` heads at once: every head erases, then every head adds.
+///
+/// `M' = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T`; `weights` is `[B, W, N]`, `erase` and
+/// `add` are `[B, W, M]`. The product and the sum do not depend on the order of the heads.
+pub fn write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) -> Result<Tensor> {
+    let heads = weights.dim(1)?;
+    let w_t = weights.transpose(1, 2)?.contiguous()?; // [B, N, W]
+    let mut kept = memory.clone();
+    for h in 0..heads {
+        let outer = w_t.narrow(2, h, 1)?.matmul(&erase.narrow(1, h, 1)?)?; // [B, N, M]
+        kept = (&kept - (&kept * outer)?)?;
+    }
+    Ok((kept + w_t.matmul(add)?)?)
+}
+
+/// Splits `[B, len]` into consecutive pieces of the given widths.
+fn split(x: &Tensor, widths: &[usize]) -> Result<Vec<Tensor>> {
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(widths.len());
+    for &w in widths {
+        out.push(x.narrow(1, offset, w)?);
+        offset += w;
+    }
+    Ok(out)
+}
+
+/// Turns the five raw interface pieces of `heads` heads into activated [`HeadParams`].
+fn head_params(raw: &[Tensor], heads: usize, width: usize, shifts: usize) -> Result<HeadParams> {
+    let b = raw[0].dim(0)?;
+    Ok(HeadParams {
+        key: raw[0].tanh()?.reshape((b, heads, width))?,
+        beta: softplus(&raw[1])?,
+        gate: sigmoid(&raw[2])?,
+        shift: softmax(&raw[3].reshape((b, heads, shifts))?, 2)?,
+        gamma: (softplus(&raw[4])? + 1.0)?,
+    })
+}
+
+impl Memory for NtmMemory {
+    type State = NtmState;
+
+    fn interface_size(&self) -> usize {
+        self.config.write_heads * self.config.write_head_size()
+            + self.config.read_heads * self.config.read_head_size()
+    }
+
+    fn read_size(&self) -> usize {
+        self.config.read_heads * self.config.width
+    }
+
+    fn initial_state(&self, batch: usize) -> Result<NtmState> {
+        let c = &self.config;
+        let expand = |t: &Tensor, heads: usize| -> Result<Tensor> {
+            Ok(softmax(t, 1)?
+                .unsqueeze(0)?
+                .broadcast_as((batch, heads, c.rows))?)
+        };
+        Ok(NtmState {
+            memory: self
+                .memory0
+                .unsqueeze(0)?
+                .broadcast_as((batch, c.rows, c.width))?,
+            read_weights: expand(&self.read_w0, c.read_heads)?,
+            write_weights: expand(&self.write_w0, c.write_heads)?,
+            reads: self
+                .reads0
+                .unsqueeze(0)?
+                .broadcast_as((batch, self.read_size()))?,
+        })
+    }
+
+    fn reads(&self, state: &NtmState) -> Tensor {
+        state.reads.clone()
+    }
+
+    fn step(&self, interface: &Tensor, state: &NtmState) -> Result<NtmState> {
+        let c = &self.config;
+        let (m, s, r, w) = (c.width, c.shifts(), c.read_heads, c.write_heads);
+        let b = match interface.dims() {
+            [b, i] if *i == self.interface_size() => *b,
+            got => {
+                return Err(MemoryError::Shape {
+                    argument: "interface",
+                    got: got.to_vec(),
+                    expected: format!("[batch, {}]", self.interface_size()),
+                })
+            }
+        };
+        let raw = split(
+            interface,
+            &[w * m, w, w, w * s, w, w * m, w * m, r * m, r, r, r * s, r],
+        )?;
+        let write_params = head_params(&raw[0..5], w, m, s)?;
+        let erase = sigmoid(&raw[5])?.reshape((b, w, m))?;
+        let add = raw[6].tanh()?.reshape((b, w, m))?;
+        let read_params = head_params(&raw[7..12], r, m, s)?;
+
+        let write_weights = address(&state.memory, &write_params, &state.write_weights)?;
+        let memory = write(&state.memory, &write_weights, &erase, &add)?;
+        let read_weights = address(&memory, &read_params, &state.read_weights)?;
+        let reads = read(&memory, &read_weights)?.reshape((b, r * m))?;
+        Ok(NtmState {
+            memory,
+            read_weights,
+            write_weights,
+            reads,
+        })
+    }
+
+    fn trace(&self, state: &NtmState) -> MemoryTrace {
+        MemoryTrace {
+            memory: state.memory.clone(),
+            read_weights: state.read_weights.clone(),
+            write_weights: state.write_weights.clone(),
+            extra: Vec::new(),
+        }
+    }
+}

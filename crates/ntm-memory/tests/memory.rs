@@ -1,0 +1,298 @@
+//! Read and write invariants (proptest), gradient checks in f64, and the memory's error paths.
+
+use candle_core::{DType, Device, Tensor, Var};
+use ntm_addressing::gradcheck::check_gradients;
+use ntm_memory::{read, write, Memory, MemoryError, MemoryInit, NtmMemory, NtmMemoryConfig};
+use ntm_params::Params;
+use proptest::prelude::*;
+
+fn t(data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(data.to_vec(), shape, &Device::Cpu).unwrap()
+}
+
+fn one_hot(b: usize, n: usize, at: usize) -> Tensor {
+    let mut v = vec![0f32; b * n];
+    for bi in 0..b {
+        v[bi * n + at] = 1.0;
+    }
+    t(&v, &[b, 1, n])
+}
+
+fn memory_case() -> impl Strategy<Value = (usize, usize, usize, Vec<f32>, Vec<f32>, usize)> {
+    (1usize..3, 2usize..12, 1usize..6).prop_flat_map(|(b, n, m)| {
+        (
+            Just(b),
+            Just(n),
+            Just(m),
+            prop::collection::vec(-3f32..3.0, b * n * m),
+            prop::collection::vec(-1f32..1.0, b * m),
+            0..n,
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn full_erase_clears_exactly_one_row((b, n, m, mem, _add, row) in memory_case()) {
+        let memory = t(&mem, &[b, n, m]);
+        let erase = Tensor::ones((b, 1, m), DType::F32, &Device::Cpu).unwrap();
+        let add = Tensor::zeros((b, 1, m), DType::F32, &Device::Cpu).unwrap();
+        let out: Vec<f32> = write(&memory, &one_hot(b, n, row), &erase, &add).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for bi in 0..b {
+            for i in 0..n {
+                for j in 0..m {
+                    let k = (bi * n + i) * m + j;
+                    if i == row {
+                        prop_assert_eq!(out[k], 0.0);
+                    } else {
+                        prop_assert_eq!(out[k], mem[k]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_hot_read_returns_that_row((b, n, m, mem, _add, row) in memory_case()) {
+        let memory = t(&mem, &[b, n, m]);
+        let out: Vec<f32> = read(&memory, &one_hot(b, n, row)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for bi in 0..b {
+            for j in 0..m {
+                prop_assert_eq!(out[bi * m + j], mem[(bi * n + row) * m + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn writes_touch_nothing_where_the_weighting_is_zero((b, n, m, mem, add, row) in memory_case(), e in 0f32..1.0) {
+        let memory = t(&mem, &[b, n, m]);
+        let erase = (Tensor::ones((b, 1, m), DType::F32, &Device::Cpu).unwrap() * e as f64).unwrap();
+        let out: Vec<f32> = write(&memory, &one_hot(b, n, row), &erase, &t(&add, &[b, 1, m])).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for bi in 0..b {
+            for i in (0..n).filter(|&i| i != row) {
+                for j in 0..m {
+                    let k = (bi * n + i) * m + j;
+                    prop_assert_eq!(out[k], mem[k]);
+                }
+            }
+            for j in 0..m {
+                let k = (bi * n + row) * m + j;
+                let expected = mem[k] * (1.0 - e) + add[bi * m + j];
+                prop_assert!((out[k] - expected).abs() < 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn head_order_does_not_matter_for_writes() {
+    let dev = Device::Cpu;
+    let memory = Tensor::randn(0f32, 1.0, (2, 6, 3), &dev).unwrap();
+    let w =
+        ntm_addressing::softmax(&Tensor::randn(0f32, 1.0, (2, 2, 6), &dev).unwrap(), 2).unwrap();
+    let e = ntm_params::sigmoid(&Tensor::randn(0f32, 1.0, (2, 2, 3), &dev).unwrap()).unwrap();
+    let a = Tensor::randn(0f32, 1.0, (2, 2, 3), &dev).unwrap();
+    let swap = |x: &Tensor| {
+        Tensor::cat(&[x.narrow(1, 1, 1).unwrap(), x.narrow(1, 0, 1).unwrap()], 1).unwrap()
+    };
+    let one = write(&memory, &w, &e, &a).unwrap();
+    let two = write(&memory, &swap(&w), &swap(&e), &swap(&a)).unwrap();
+    let diff: f32 = (one - two)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-6, "{diff}");
+}
+
+fn var(shape: &[usize], seed: u64) -> Var {
+    let values = ntm_params::Init::Uniform(1.0).draw(seed, "test", shape.iter().product());
+    Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu).unwrap()).unwrap()
+}
+
+#[test]
+fn write_and_read_gradients_match_finite_differences() {
+    let (b, w, n, m) = (2, 2, 5, 3);
+    let memory = var(&[b, n, m], 1);
+    let logits = var(&[b, w, n], 2);
+    let erase = var(&[b, w, m], 3);
+    let add = var(&[b, w, m], 4);
+    let read_logits = var(&[b, 1, n], 5);
+    let proj = var(&[b, 1, m], 6);
+    let vars = [
+        memory.clone(),
+        logits.clone(),
+        erase.clone(),
+        add.clone(),
+        read_logits.clone(),
+    ];
+    let report = check_gradients(
+        &vars,
+        || {
+            let weights = ntm_addressing::softmax(logits.as_tensor(), 2)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let e = candle_nn_free_sigmoid(erase.as_tensor())?;
+            let written = write(memory.as_tensor(), &weights, &e, add.as_tensor())
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let rw = ntm_addressing::softmax(read_logits.as_tensor(), 2)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let r = read(&written, &rw).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            (r * proj.as_tensor())?.sum_all()? + (written.sqr()?.sum_all()? * 0.1)?
+        },
+        1e-6,
+        64,
+    )
+    .unwrap();
+    assert!(report.checked > 40);
+    assert!(report.max_error < 1e-6, "{report:?}");
+}
+
+fn candle_nn_free_sigmoid(x: &Tensor) -> candle_core::Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+#[test]
+fn memory_step_gradients_match_finite_differences() {
+    // A whole step, interface activations included, for 2 read and 2 write heads.
+    let params = Params::new(3, DType::F64, &Device::Cpu);
+    let config = NtmMemoryConfig {
+        rows: 6,
+        width: 3,
+        read_heads: 2,
+        write_heads: 2,
+        init: MemoryInit::Learned,
+        ..Default::default()
+    };
+    let memory = NtmMemory::new(&params.pp("memory"), &config).unwrap();
+    let interface = var(&[2, memory.interface_size()], 7);
+    let mut vars: Vec<Var> = params.named_vars().into_iter().map(|(_, v)| v).collect();
+    vars.push(interface.clone());
+    let report = check_gradients(
+        &vars,
+        || {
+            let run = || -> Result<Tensor, MemoryError> {
+                let mut state = memory.initial_state(2)?;
+                for _ in 0..3 {
+                    state = memory.step(interface.as_tensor(), &state)?;
+                }
+                Ok((memory.reads(&state).sqr()?.sum_all()? + state.memory.sum_all()?)?)
+            };
+            run().map_err(|e| candle_core::Error::Msg(e.to_string()))
+        },
+        1e-6,
+        24,
+    )
+    .unwrap();
+    assert!(report.max_error < 1e-6, "{report:?}");
+}
+
+#[test]
+fn bad_configs_and_shapes_are_errors() {
+    let params = Params::new(0, DType::F32, &Device::Cpu);
+    let zero_heads = NtmMemoryConfig {
+        read_heads: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        NtmMemory::new(&params, &zero_heads),
+        Err(MemoryError::Config(_))
+    ));
+    let wide_shift = NtmMemoryConfig {
+        rows: 4,
+        shift_range: 2,
+        ..Default::default()
+    };
+    assert!(matches!(
+        NtmMemory::new(&params, &wide_shift),
+        Err(MemoryError::Config(_))
+    ));
+    let memory = NtmMemory::new(
+        &params,
+        &NtmMemoryConfig {
+            rows: 8,
+            width: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let state = memory.initial_state(2).unwrap();
+    let bad = Tensor::zeros((2, memory.interface_size() + 1), DType::F32, &Device::Cpu).unwrap();
+    let err = memory.step(&bad, &state).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemoryError::Shape {
+                argument: "interface",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn initial_state_follows_the_init_mode() {
+    let dev = Device::Cpu;
+    let cfg = |init| NtmMemoryConfig {
+        rows: 8,
+        width: 4,
+        init,
+        ..Default::default()
+    };
+    let constant = NtmMemory::new(
+        &Params::new(0, DType::F32, &dev),
+        &cfg(MemoryInit::Constant),
+    )
+    .unwrap();
+    let m: Vec<f32> = constant
+        .initial_state(1)
+        .unwrap()
+        .memory
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(m.iter().all(|&x| x == 1e-6));
+    let learned_params = Params::new(0, DType::F32, &dev);
+    NtmMemory::new(&learned_params, &cfg(MemoryInit::Learned)).unwrap();
+    assert!(learned_params
+        .names()
+        .contains(&"initial_memory".to_string()));
+    let random_a =
+        NtmMemory::new(&Params::new(5, DType::F32, &dev), &cfg(MemoryInit::Random)).unwrap();
+    let random_b =
+        NtmMemory::new(&Params::new(5, DType::F32, &dev), &cfg(MemoryInit::Random)).unwrap();
+    let a: Vec<f32> = random_a
+        .initial_state(1)
+        .unwrap()
+        .memory
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f32> = random_b
+        .initial_state(1)
+        .unwrap()
+        .memory
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(a, b);
+    assert!(a.iter().any(|&x| x.abs() > 0.1));
+    // Initial weightings focus on row 0 and are distributions.
+    let w: Vec<f32> = constant
+        .initial_state(1)
+        .unwrap()
+        .read_weights
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(w[0] > 0.99 && (w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+}

@@ -1,0 +1,259 @@
+//! Whole-model checks: gradients against finite differences, parameter counts, determinism and
+//! error paths.
+
+use candle_core::{DType, Device, Tensor, Var};
+use ntm::addressing::gradcheck::check_gradients;
+use ntm::{ModelConfig, ModelKind, NtmError};
+use ntm_memory::NtmMemoryConfig;
+
+fn small(kind: ModelKind) -> ModelConfig {
+    ModelConfig {
+        kind,
+        size: 5,
+        layers: 1,
+        clip: 20.0,
+        memory: NtmMemoryConfig {
+            rows: 6,
+            width: 3,
+            read_heads: 2,
+            write_heads: 1,
+            ..Default::default()
+        },
+    }
+}
+
+fn inputs(steps: usize, batch: usize, width: usize, dtype: DType) -> Tensor {
+    let values = ntm::params::Init::Uniform(1.0).draw(11, "inputs", steps * batch * width);
+    Tensor::from_vec(values, (steps, batch, width), &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn gradient_check(kind: ModelKind) {
+    let model = small(kind)
+        .build(4, 3, 7, DType::F64, &Device::Cpu)
+        .unwrap();
+    let x = inputs(4, 2, 4, DType::F64);
+    let weights = inputs(4, 2, 3, DType::F64);
+    let vars: Vec<Var> = model
+        .params()
+        .named_vars()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let report = check_gradients(
+        &vars,
+        || {
+            let logits = model
+                .forward(&x)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            (logits * &weights)?.sum_all()
+        },
+        1e-6,
+        24,
+    )
+    .unwrap();
+    assert!(report.checked > 40, "{report:?}");
+    assert!(report.max_error < 1e-6, "{kind:?}: {report:?}");
+}
+
+#[test]
+fn ff_ntm_gradients_match_finite_differences() {
+    gradient_check(ModelKind::FfNtm);
+}
+
+#[test]
+fn lstm_ntm_gradients_match_finite_differences() {
+    gradient_check(ModelKind::LstmNtm);
+}
+
+#[test]
+fn lstm_baseline_gradients_match_finite_differences() {
+    gradient_check(ModelKind::Lstm);
+}
+
+/// Parameter count of the copy configurations, derived by hand from the architecture.
+fn expected_count(
+    kind: ModelKind,
+    input: usize,
+    output: usize,
+    size: usize,
+    layers: usize,
+    mem: &NtmMemoryConfig,
+) -> usize {
+    let (n, m, r, w, s) = (
+        mem.rows,
+        mem.width,
+        mem.read_heads,
+        mem.write_heads,
+        2 * mem.shift_range + 1,
+    );
+    let lstm_layer = |inp: usize| 4 * size * (inp + size + 1) + 2 * size; // gates + learned h0, c0
+    let ff_layer = |inp: usize| size * inp + size;
+    let stack = |first_input: usize, layer: &dyn Fn(usize) -> usize| {
+        (0..layers)
+            .map(|i| layer(if i == 0 { first_input } else { size }))
+            .sum::<usize>()
+    };
+    let reads = r * m;
+    let interface = w * (3 * m + 3 + s) + r * (m + 3 + s);
+    let heads = size * interface + interface;
+    let out = (size + reads) * output + output;
+    let memory_init = r * n + w * n + reads; // initial weight logits and initial reads
+    match kind {
+        ModelKind::FfNtm => stack(input + reads, &ff_layer) + heads + out + memory_init,
+        ModelKind::LstmNtm => stack(input + reads, &lstm_layer) + heads + out + memory_init,
+        ModelKind::Lstm => stack(input, &lstm_layer) + size * output + output,
+    }
+}
+
+#[test]
+fn copy_task_parameter_counts() {
+    let mem = NtmMemoryConfig::default(); // 128 x 20, 1 read, 1 write head
+    let cases = [
+        (ModelKind::FfNtm, 100, 1, 13_536),
+        (ModelKind::LstmNtm, 100, 1, 62_736),
+        (ModelKind::Lstm, 256, 3, 1_326_600),
+    ];
+    for (kind, size, layers, literal) in cases {
+        let config = ModelConfig {
+            kind,
+            size,
+            layers,
+            memory: mem.clone(),
+            ..Default::default()
+        };
+        let model = config.build(9, 8, 0, DType::F32, &Device::Cpu).unwrap();
+        let formula = expected_count(kind, 9, 8, size, layers, &mem);
+        assert_eq!(model.param_count(), formula, "{kind:?}");
+        // The README's table quotes these numbers.
+        assert_eq!(formula, literal, "{kind:?}");
+    }
+}
+
+#[test]
+fn multi_head_parameter_counts_follow_the_formula() {
+    let mem = NtmMemoryConfig {
+        rows: 32,
+        width: 8,
+        read_heads: 4,
+        write_heads: 3,
+        shift_range: 2,
+        ..Default::default()
+    };
+    for kind in ModelKind::ALL {
+        let config = ModelConfig {
+            kind,
+            size: 17,
+            layers: 2,
+            memory: mem.clone(),
+            ..Default::default()
+        };
+        let model = config.build(5, 6, 0, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            model.param_count(),
+            expected_count(kind, 5, 6, 17, 2, &mem),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_model_different_seed_different_model() {
+    let x = inputs(6, 3, 4, DType::F32);
+    let run = |seed| -> Vec<f32> {
+        let model = small(ModelKind::LstmNtm)
+            .build(4, 3, seed, DType::F32, &Device::Cpu)
+            .unwrap();
+        model
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn parameter_names_are_readable_paths() {
+    let model = small(ModelKind::LstmNtm)
+        .build(4, 3, 0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let names = model.params().names();
+    for expected in [
+        "controller.layer0.gates.weight",
+        "controller.layer0.h0",
+        "interface.weight",
+        "memory.initial_read_weights",
+        "memory.initial_reads",
+        "output.bias",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn traces_cover_every_step_and_are_distributions() {
+    let model = small(ModelKind::FfNtm)
+        .build(4, 3, 0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let (logits, traces) = model.forward_traced(&inputs(5, 2, 4, DType::F32)).unwrap();
+    assert_eq!(logits.dims(), &[5, 2, 3]);
+    assert_eq!(traces.len(), 5);
+    for trace in &traces {
+        assert_eq!(trace.read_weights.dims(), &[2, 2, 6]);
+        let sums: Vec<f32> = trace
+            .write_weights
+            .sum(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5));
+    }
+}
+
+#[test]
+fn bad_inputs_and_configs_are_errors() {
+    let model = small(ModelKind::LstmNtm)
+        .build(4, 3, 0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let wrong = inputs(3, 2, 5, DType::F32);
+    assert!(matches!(
+        model.forward(&wrong),
+        Err(NtmError::InputShape { expected: 4, .. })
+    ));
+    let empty = Tensor::zeros((0, 2, 4), DType::F32, &Device::Cpu).unwrap();
+    assert!(model.forward(&empty).is_err());
+    let zero = ModelConfig {
+        size: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        zero.build(4, 3, 0, DType::F32, &Device::Cpu),
+        Err(NtmError::Config(_))
+    ));
+    assert!("gru".parse::<ModelKind>().is_err());
+}
+
+#[test]
+fn configs_read_from_toml_and_reject_typos() {
+    let config: ModelConfig = toml::from_str(
+        "kind = \"ff-ntm\"\nsize = 256\n[memory]\nread_heads = 4\ninit = \"learned\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.kind, ModelKind::FfNtm);
+    assert_eq!(config.size, 256);
+    assert_eq!(config.memory.read_heads, 4);
+    assert_eq!(config.memory.rows, 128);
+    assert!(toml::from_str::<ModelConfig>("kind = \"ff-ntm\"\nsise = 3\n").is_err());
+    assert!(toml::from_str::<ModelConfig>("kind = \"gru\"\n").is_err());
+}
