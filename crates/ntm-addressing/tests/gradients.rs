@@ -2,7 +2,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ntm_addressing::gradcheck::check_gradients;
-use ntm_addressing::{address, content, interpolate, sharpen, shift, softmax, HeadParams};
+use ntm_addressing::{
+    address_fused, address_unfused, content, interpolate, sharpen, shift, softmax, HeadParams,
+};
 
 const B: usize = 2;
 const H: usize = 3;
@@ -107,27 +109,72 @@ fn sharpen_gradients() {
     });
 }
 
+type AddressFn = fn(&Tensor, &HeadParams, &Tensor) -> ntm_addressing::Result<Tensor>;
+
+/// Variables of a whole pipeline call: memory, key, beta, gate, shift, gamma, previous.
+fn pipeline_vars(s: usize) -> [Var; 7] {
+    [
+        var(&[B, N, M], 13),
+        var(&[B, H, M], 14),
+        var(&[B, H], 15),
+        var(&[B, H], 16),
+        var(&[B, H, s], 17),
+        var(&[B, H], 18),
+        var(&[B, H, N], 19),
+    ]
+}
+
+fn pipeline_loss(vars: &[Var; 7], f: AddressFn) -> candle_core::Result<Tensor> {
+    let [memory, key, beta, g, s, gamma, prev] = vars;
+    let params = HeadParams {
+        key: key.as_tensor().clone(),
+        beta: positive(beta)?,
+        gate: unit(g)?,
+        shift: distribution(s)?,
+        gamma: (positive(gamma)? + 0.5)?,
+    };
+    let w = f(memory.as_tensor(), &params, &distribution(prev)?).map_err(err)?;
+    project(&w)
+}
+
 #[test]
-fn pipeline_gradients() {
-    let memory = var(&[B, N, M], 13);
-    let key = var(&[B, H, M], 14);
-    let beta = var(&[B, H], 15);
-    let g = var(&[B, H], 16);
-    let s = var(&[B, H, 3], 17);
-    let gamma = var(&[B, H], 18);
-    let prev = var(&[B, H, N], 19);
-    let vars = [&memory, &key, &beta, &g, &s, &gamma, &prev].map(|v| (*v).clone());
-    run(&vars, || {
-        let params = HeadParams {
-            key: key.as_tensor().clone(),
-            beta: positive(&beta)?,
-            gate: unit(&g)?,
-            shift: distribution(&s)?,
-            gamma: (positive(&gamma)? + 0.5)?,
-        };
-        let w = address(memory.as_tensor(), &params, &distribution(&prev)?).map_err(err)?;
-        project(&w)
-    });
+fn unfused_pipeline_gradients() {
+    let vars = pipeline_vars(3);
+    run(&vars, || pipeline_loss(&vars, address_unfused));
+}
+
+#[test]
+fn fused_pipeline_gradients() {
+    for s in [1, 3, 5] {
+        let vars = pipeline_vars(s);
+        run(&vars, || pipeline_loss(&vars, address_fused));
+    }
+}
+
+#[test]
+fn fused_and_unfused_gradients_agree() {
+    let vars = pipeline_vars(3);
+    let fused = pipeline_loss(&vars, address_fused)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let unfused = pipeline_loss(&vars, address_unfused)
+        .unwrap()
+        .backward()
+        .unwrap();
+    for v in &vars {
+        let a = fused.get(v.as_tensor()).unwrap();
+        let b = unfused.get(v.as_tensor()).unwrap();
+        let diff: f64 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-10, "gradient difference {diff}");
+    }
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Property tests: the invariants every addressing stage must keep.
 
 use candle_core::{Device, Tensor};
-use ntm_addressing::{content, interpolate, sharpen, shift, softmax};
+use ntm_addressing::{
+    address_fused, address_unfused, content, interpolate, sharpen, shift, softmax, HeadParams,
+};
 use proptest::prelude::*;
 
 const TOL: f32 = 1e-5;
@@ -115,6 +117,22 @@ proptest! {
         assert_distributions(&ws)?;
         let w = sharpen(&ws, &c.scalar(1.0, 20.0)).unwrap();
         assert_distributions(&w)?;
+    }
+
+    #[test]
+    fn fused_and_unfused_addressing_agree(c in case(), s_logits in prop::collection::vec(-3f32..3.0, 3)) {
+        let shift = softmax(&t(&s_logits, &[1, 1, 3]), 2).unwrap().broadcast_as((c.b, c.h, 3)).unwrap().contiguous().unwrap();
+        let params = HeadParams {
+            key: c.key(),
+            beta: c.scalar(0.1, 30.0),
+            gate: c.scalar(0.0, 1.0),
+            shift,
+            gamma: c.scalar(1.0, 20.0),
+        };
+        let fused = address_fused(&c.memory(), &params, &c.weights()).unwrap();
+        let unfused = address_unfused(&c.memory(), &params, &c.weights()).unwrap();
+        assert_distributions(&fused)?;
+        prop_assert!(max_abs_diff(&fused, &unfused) < TOL);
     }
 
     #[test]

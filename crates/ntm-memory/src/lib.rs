@@ -25,7 +25,9 @@
 //! # }
 //! ```
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
+
+mod fused;
 use ntm_addressing::{address, softmax, AddressingError, HeadParams};
 use ntm_params::{sigmoid, softplus, Init, Params, ParamsError};
 use serde::{Deserialize, Serialize};
@@ -268,8 +270,43 @@ pub fn read(memory: &Tensor, weights: &Tensor) -> Result<Tensor> {
 /// Writes with `W` heads at once: every head erases, then every head adds.
 ///
 /// `M' = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T`; `weights` is `[B, W, N]`, `erase` and
-/// `add` are `[B, W, M]`. The product and the sum do not depend on the order of the heads.
+/// `add` are `[B, W, M]`. The product and the sum do not depend on the order of the heads. On the
+/// CPU, in `f32` or `f64`, this runs [`write_fused`], elsewhere [`write_unfused`].
 pub fn write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) -> Result<Tensor> {
+    if memory.device().is_cpu() && matches!(memory.dtype(), DType::F32 | DType::F64) {
+        write_fused(memory, weights, erase, add)
+    } else {
+        write_unfused(memory, weights, erase, add)
+    }
+}
+
+fn check_write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) -> Result<()> {
+    let (b, n, m) = memory.dims3()?;
+    let w = weights.dim(1)?;
+    let expect = |argument: &'static str, t: &Tensor, want: &[usize]| {
+        if t.dims() == want {
+            Ok(())
+        } else {
+            Err(MemoryError::Shape {
+                argument,
+                got: t.dims().to_vec(),
+                expected: format!("{want:?}"),
+            })
+        }
+    };
+    expect("weights", weights, &[b, w, n])?;
+    expect("erase", erase, &[b, w, m])?;
+    expect("add", add, &[b, w, m])
+}
+
+/// [`write`] composed of candle operations: the reference, differentiable on every device.
+pub fn write_unfused(
+    memory: &Tensor,
+    weights: &Tensor,
+    erase: &Tensor,
+    add: &Tensor,
+) -> Result<Tensor> {
+    check_write(memory, weights, erase, add)?;
     let heads = weights.dim(1)?;
     let w_t = weights.transpose(1, 2)?.contiguous()?; // [B, N, W]
     let mut kept = memory.clone();
@@ -278,6 +315,20 @@ pub fn write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) ->
         kept = (&kept - (&kept * outer)?)?;
     }
     Ok((kept + w_t.matmul(add)?)?)
+}
+
+/// [`write`] as one custom op with an analytic backward (CPU, `f32` or `f64`).
+pub fn write_fused(
+    memory: &Tensor,
+    weights: &Tensor,
+    erase: &Tensor,
+    add: &Tensor,
+) -> Result<Tensor> {
+    check_write(memory, weights, erase, add)?;
+    let erase_add = Tensor::cat(&[erase, add], 2)?.contiguous()?;
+    Ok(memory
+        .contiguous()?
+        .apply_op3(&weights.contiguous()?, &erase_add, fused::FusedWrite)?)
 }
 
 /// Splits `[B, len]` into consecutive pieces of the given widths.

@@ -296,3 +296,48 @@ fn initial_state_follows_the_init_mode() {
         .unwrap();
     assert!(w[0] > 0.99 && (w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
 }
+
+#[test]
+fn fused_write_matches_unfused_values_and_gradients() {
+    use ntm_memory::{write_fused, write_unfused};
+    for heads in [1, 3] {
+        let (b, n, m) = (2, 5, 3);
+        let memory = var(&[b, n, m], 21);
+        let logits = var(&[b, heads, n], 22);
+        let erase = var(&[b, heads, m], 23);
+        let add = var(&[b, heads, m], 24);
+        let proj = var(&[b, n, m], 25);
+        let vars = [memory.clone(), logits.clone(), erase.clone(), add.clone()];
+        let loss = |f: fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor, MemoryError>| {
+            let msg = |e: MemoryError| candle_core::Error::Msg(e.to_string());
+            let w = ntm_addressing::softmax(logits.as_tensor(), 2)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let e = candle_nn_free_sigmoid(erase.as_tensor())?;
+            let out = f(memory.as_tensor(), &w, &e, add.as_tensor()).map_err(msg)?;
+            (out * proj.as_tensor())?.sum_all()
+        };
+        let report = check_gradients(&vars, || loss(write_fused), 1e-6, 64).unwrap();
+        assert!(report.max_error < 1e-6, "{report:?}");
+        let fused = loss(write_fused).unwrap();
+        let unfused = loss(write_unfused).unwrap();
+        let (gf, gu) = (fused.backward().unwrap(), unfused.backward().unwrap());
+        let value_diff: f64 = (fused - unfused)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(value_diff < 1e-12, "{value_diff}");
+        for v in &vars {
+            let d: f64 = (gf.get(v.as_tensor()).unwrap() - gu.get(v.as_tensor()).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-10, "heads {heads}: gradient difference {d}");
+        }
+    }
+}
