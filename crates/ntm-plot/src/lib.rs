@@ -1,0 +1,46 @@
+//! Dependency-light figures for Neural Turing Machine training runs.
+//!
+//! Two kinds of output, with no plotting framework and no font files:
+//!
+//! * **PNG heatmaps** ([`Figure`] of [`Panel`]s): vertically stacked
+//!   matrices with a title above each, in the style of the copy-task
+//!   figures of Graves et al. (2014) — inputs, targets, outputs, write and
+//!   read weightings over time. Time runs left to right; rows are channels or
+//!   memory locations. Titles use a small built-in 5x7 bitmap font and values
+//!   use a viridis-like colour ramp (dark purple for low, yellow for high).
+//! * **SVG line charts** ([`LineChart`] of [`Series`]): learning curves with
+//!   round-valued ticks, compact labels (`200k`, `1.2M`), a legend, optional
+//!   translucent spread bands (e.g. over seeds) and an optional log10 y axis.
+//!
+//! Bad input (empty or mis-shaped panels, NaN values) gives a [`PlotError`];
+//! nothing here prints or panics on user data.
+//!
+//! ```
+//! use ntm_plot::{Figure, LineChart, Panel, Series};
+//!
+//! // Two time steps of a 3-channel input and a 4-slot write weighting.
+//! let inputs = Panel::new("inputs", 3, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+//! let writes = Panel::from_time_major(
+//!     "write weightings",
+//!     &[vec![0.9, 0.1, 0.0, 0.0], vec![0.0, 0.8, 0.2, 0.0]],
+//! )?
+//! .with_range(0.0, 1.0);
+//! let png = Figure::new(vec![inputs, writes]).render_png()?;
+//! assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+//!
+//! let mut chart = LineChart::new("copy task", "sequences", "cost (bits/seq)");
+//! chart.series.push(Series::new("NTM", vec![(0.0, 40.0), (100_000.0, 2.0)]));
+//! let svg = chart.to_svg()?;
+//! assert!(svg.contains("<svg") && svg.contains("100k"));
+//! # Ok::<(), ntm_plot::PlotError>(())
+//! ```
+
+mod chart;
+mod colormap;
+mod error;
+mod font;
+mod heatmap;
+
+pub use chart::{LineChart, Series, CHART_HEIGHT, CHART_WIDTH};
+pub use error::PlotError;
+pub use heatmap::{Figure, Panel, DEFAULT_CELL, MAX_HEIGHT, MAX_WIDTH};
