@@ -1,0 +1,366 @@
+//! The `ntm` command: train, evaluate, inspect and benchmark Neural Turing Machines.
+//!
+//! ```text
+//! ntm train --task copy                      # the embedded default config
+//! ntm eval  --run runs/copy-lstm-ntm-s0 --lengths 20,40,80,120
+//! ntm show  --run runs/copy-lstm-ntm-s0 --length 40 --out copy.png
+//! ntm bench --task copy --model lstm-ntm --batch 32
+//! ```
+
+mod bench;
+mod figure;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use ntm::ModelKind;
+use ntm_tasks::Size;
+use ntm_train::trainer::files;
+use ntm_train::{EvalStats, Observer, RunConfig, StepStats, Trainer};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser)]
+#[command(
+    name = "ntm",
+    version,
+    about = "Train, evaluate and inspect Neural Turing Machines"
+)]
+struct Cli {
+    /// Rayon threads for candle's kernels (default 1, or RAYON_NUM_THREADS): one is fastest at
+    /// the paper's sizes; see the README.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Device: `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on a task (the embedded default config unless --config or --set say otherwise).
+    Train(TrainArgs),
+    /// Cost of a trained run on fresh sequences of the given lengths.
+    Eval(EvalArgs),
+    /// A paper-style figure of one sequence: inputs, targets, outputs, read and write weightings.
+    Show(ShowArgs),
+    /// Training throughput of a standard config.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// copy, repeat-copy, associative-recall, ngrams or priority-sort.
+    #[arg(long)]
+    task: Option<String>,
+    /// ff-ntm, lstm-ntm or lstm (default: lstm-ntm, or the config file's).
+    #[arg(long)]
+    model: Option<ModelKind>,
+    /// A TOML run config; its values override the embedded defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one value, e.g. `--set train.batch_size=16 --set model.memory.rows=64`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run directory (default: runs/<task>-<model>-s<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// The seed every random choice derives from.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the resolved config and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A run directory written by `ntm train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Comma-separated sizes: lengths (`20,40`), item counts for recall, `LxR` for repeat copy.
+    #[arg(long, value_delimiter = ',')]
+    lengths: Option<Vec<Size>>,
+    /// Sequences per size.
+    #[arg(long, default_value_t = 1000)]
+    sequences: usize,
+    /// Print one JSON object mapping each size to bits per sequence.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct ShowArgs {
+    /// A run directory written by `ntm train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Sequence length (or `LxR` for repeat copy, items for recall).
+    #[arg(long)]
+    length: Option<Size>,
+    /// Output PNG.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the shown sequence.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        cuda if cuda.starts_with("cuda") => {
+            let ordinal = cuda
+                .strip_prefix("cuda")
+                .and_then(|s| s.strip_prefix(':'))
+                .map_or(Ok(0), str::parse)?;
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        other => Err(format!("unknown device `{other}` (expected cpu or cuda[:N])").into()),
+    }
+}
+
+/// The paper's generalisation sizes for each task.
+fn default_sizes(task: &str) -> Vec<Size> {
+    let lengths = |v: &[usize]| v.iter().map(|&l| Size::Length(l)).collect();
+    match task {
+        "copy" => lengths(&[10, 20, 30, 50, 120]),
+        "repeat-copy" => vec![
+            Size::Repeat {
+                length: 10,
+                repeats: 20,
+            },
+            Size::Repeat {
+                length: 20,
+                repeats: 10,
+            },
+        ],
+        "associative-recall" => lengths(&[6, 12, 15]),
+        "ngrams" => lengths(&[200]),
+        _ => lengths(&[20]),
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Observer for Bar {
+    fn on_step(&mut self, s: &StepStats) {
+        self.0.set_position(s.sequences);
+        if s.step % 10 == 0 {
+            let rate = self.0.per_sec();
+            self.0.set_message(format!(
+                "step {} | {rate:.0} seq/s | loss {:.2} | bits {:.2}",
+                s.step, s.loss_bits, s.cost
+            ));
+        }
+    }
+
+    fn on_eval(&mut self, step: u64, e: &EvalStats) {
+        let line = format!(
+            "step {step:>7}: validation {:.3} bits/seq (cross-entropy {:.2})",
+            e.cost, e.loss_bits
+        );
+        if self.0.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.0.println(line);
+        }
+    }
+}
+
+fn train(args: TrainArgs, dev: &Device) -> Result<()> {
+    let mut sets = args.sets.clone();
+    if let Some(seed) = args.seed {
+        sets.push(format!("seed={seed}"));
+    }
+    let (config, out) = if args.resume {
+        let out = args.out.clone().ok_or("--resume needs --out DIR")?;
+        let saved = std::fs::read_to_string(out.join(files::CONFIG))
+            .map_err(|e| format!("{}: {e}", out.join(files::CONFIG).display()))?;
+        (
+            RunConfig::resolve(args.task.as_deref(), args.model, Some(&saved), &sets)?,
+            out,
+        )
+    } else {
+        let file = match &args.config {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let config = RunConfig::resolve(args.task.as_deref(), args.model, file.as_deref(), &sets)?;
+        let out = args.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!(
+                "{}-{}-s{}",
+                config.task.name(),
+                config.model.kind,
+                config.seed
+            ))
+        });
+        (config, out)
+    };
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let checkpoint = out.join(files::CHECKPOINT);
+    if !args.resume && checkpoint.exists() {
+        return Err(format!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            out.display()
+        )
+        .into());
+    }
+    let mut trainer = Trainer::new(config.clone(), dev)?;
+    if args.resume {
+        trainer.load_checkpoint(&checkpoint)?;
+    }
+    let limit = config.train.max_sequences;
+    eprintln!(
+        "training {} on {} ({} parameters) into {}",
+        config.model.kind,
+        config.task.name(),
+        trainer.model().param_count(),
+        out.display()
+    );
+    let bar = ProgressBar::new(limit);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} seq  {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_position(trainer.progress().sequences);
+    let mut observer = Bar(bar);
+    let summary = trainer.run(&out, &mut observer)?;
+    observer.0.finish_and_clear();
+    let converged = match summary.converged_at_sequences {
+        Some(n) => format!(
+            "converged at {n} sequences ({:.0} s)",
+            summary.converged_at_seconds.unwrap_or(0.0)
+        ),
+        None => "did not reach the target".to_string(),
+    };
+    println!(
+        "{} {}: {:.3} bits/seq on validation after {} sequences in {:.0} s ({:.0} seq/s); {converged}; summary in {}",
+        summary.task,
+        summary.model,
+        summary.val_bits_per_seq,
+        summary.sequences,
+        summary.wall_seconds,
+        summary.seq_per_s,
+        out.join(files::SUMMARY).display()
+    );
+    Ok(())
+}
+
+fn eval(args: EvalArgs, dev: &Device) -> Result<()> {
+    let run = ntm_train::load_run(&args.run, dev)?;
+    let sizes = args
+        .lengths
+        .clone()
+        .unwrap_or_else(|| default_sizes(run.task.name()));
+    let batch = run.config.train.val_batch;
+    let mut results = Vec::new();
+    for size in sizes {
+        let stats = ntm_train::evaluate(
+            run.model.as_ref(),
+            run.task.as_ref(),
+            args.sequences,
+            batch,
+            Some(size),
+            0xE7A1,
+        )?;
+        results.push((size, stats));
+    }
+    if args.json {
+        let map: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(s, e)| (s.to_string(), serde_json::json!(e.cost)))
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        println!(
+            "{} {} ({}), {} sequences per size",
+            run.task.name(),
+            run.config.model.kind,
+            args.run.display(),
+            args.sequences
+        );
+        println!("{:>8}  {:>12}  {:>14}", "size", "bits/seq", "cross-entropy");
+        for (size, e) in &results {
+            println!(
+                "{:>8}  {:>12.3}  {:>14.3}",
+                size.to_string(),
+                e.cost,
+                e.loss_bits
+            );
+        }
+    }
+    Ok(())
+}
+
+fn show(args: ShowArgs, dev: &Device) -> Result<()> {
+    let run = ntm_train::load_run(&args.run, dev)?;
+    let (batch, probs, traces) = ntm_train::trace(
+        run.model.as_ref(),
+        run.task.as_ref(),
+        args.length,
+        args.seed,
+    )?;
+    let figure = figure::sequence_figure(
+        &batch,
+        &probs,
+        &traces,
+        &format!("{} {}", run.task.name(), run.config.model.kind),
+    )?;
+    figure.save_png(&args.out)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn run(cli: Cli, threads: usize) -> Result<()> {
+    let dev = device(&cli.device)?;
+    match cli.command {
+        Command::Train(a) => train(a, &dev),
+        Command::Eval(a) => eval(a, &dev),
+        Command::Show(a) => show(a, &dev),
+        Command::Bench(a) => bench::run(a, &dev, threads),
+    }
+}
+
+/// Sets the thread count before candle or rayon first look at it; returns it.
+fn set_threads(threads: Option<usize>) -> usize {
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n: &usize| n > 0);
+    let n = threads.or(from_env).unwrap_or(1).max(1);
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    n
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = set_threads(cli.threads);
+    match run(cli, threads) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the underlying message looks like.
+            let message = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The `ntm` command end to end: a tiny run trained, evaluated and shown, and every kind of bad
+//! input answered with a one-line error and a non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ntm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ntm"))
+        .args(args)
+        .output()
+        .expect("the ntm binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with exactly one line on stderr that starts with `error:` and mentions `needle`.
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line: {err}");
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains(needle),
+        "`{needle}` not in: {err}"
+    );
+}
+
+const TINY: [&str; 16] = [
+    "--set",
+    "model.size=8",
+    "--set",
+    "model.memory.rows=16",
+    "--set",
+    "model.memory.width=4",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "train.max_sequences=16",
+    "--set",
+    "train.val_sequences=8",
+    "--set",
+    "train.eval_every=2",
+    "--set",
+    "task.max_length=4",
+];
+
+fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--task",
+        "copy",
+        "--model",
+        "ff-ntm",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    args.extend(extra);
+    ntm(&args)
+}
+
+#[test]
+fn train_eval_show_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = train_tiny(&run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["task"], "copy");
+    assert_eq!(summary["model"], "ff-ntm");
+    assert_eq!(summary["sequences"], 16);
+
+    let eval = ntm(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--lengths",
+        "3,6",
+        "--sequences",
+        "8",
+        "--json",
+    ]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let json: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(
+        json["3"].as_f64().is_some() && json["6"].as_f64().is_some(),
+        "{json}"
+    );
+
+    let png = tmp.path().join("fig.png");
+    let show = ntm(&[
+        "show",
+        "--run",
+        run.to_str().unwrap(),
+        "--length",
+        "5",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+
+    // The run exists: training into it again needs --resume, which then extends it.
+    assert_clean_failure(&train_tiny(&run, &[]), "--resume");
+    let resumed = ntm(&[
+        "train",
+        "--resume",
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "train.max_sequences=24",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["sequences"], 24);
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert_clean_failure(
+        &ntm(&[
+            "train",
+            "--task",
+            "sorting",
+            "--out",
+            dir.join("a").to_str().unwrap(),
+        ]),
+        "sorting",
+    );
+    assert_clean_failure(
+        &ntm(&["train", "--task", "copy", "--set", "train.batch_sise=3"]),
+        "batch_sise",
+    );
+    let bad_toml = dir.join("bad.toml");
+    std::fs::write(&bad_toml, "[train\nbatch_size = 3").unwrap();
+    assert_clean_failure(
+        &ntm(&[
+            "train",
+            "--task",
+            "copy",
+            "--config",
+            bad_toml.to_str().unwrap(),
+        ]),
+        "TOML",
+    );
+    assert_clean_failure(
+        &ntm(&[
+            "train",
+            "--task",
+            "copy",
+            "--config",
+            dir.join("none.toml").to_str().unwrap(),
+        ]),
+        "none.toml",
+    );
+    assert_clean_failure(
+        &ntm(&["eval", "--run", dir.join("missing").to_str().unwrap()]),
+        "missing",
+    );
+
+    // A corrupt checkpoint, and a checkpoint whose shapes do not match its config.
+    let run = dir.join("run");
+    assert!(train_tiny(&run, &[]).status.success());
+    assert_clean_failure(
+        &ntm(&["eval", "--run", run.to_str().unwrap(), "--lengths", "0"]),
+        "copy",
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    let good = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &good[..good.len() / 3]).unwrap();
+    assert_clean_failure(
+        &ntm(&["eval", "--run", run.to_str().unwrap(), "--sequences", "4"]),
+        "checkpoint",
+    );
+    std::fs::write(&ckpt, &good).unwrap();
+    let config = run.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("size = 8", "size = 9");
+    std::fs::write(&config, text).unwrap();
+    assert_clean_failure(
+        &ntm(&["eval", "--run", run.to_str().unwrap(), "--sequences", "4"]),
+        "does not match",
+    );
+}
+
+#[test]
+fn print_config_shows_the_embedded_default() {
+    let out = ntm(&[
+        "train",
+        "--task",
+        "associative-recall",
+        "--model",
+        "ff-ntm",
+        "--print-config",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("name = \"associative-recall\""), "{text}");
+    assert!(
+        text.contains("size = 256") && text.contains("read_heads = 4"),
+        "{text}"
+    );
+}
