@@ -159,11 +159,13 @@ fn head_forward<T: Float + WithDType>(
         .map(|i| (0..s).fold(T::zero(), |a, k| a + gated[source(i, k, r, n)] * shift[k]))
         .collect();
 
-    // Sharpening.
+    // Sharpening. Dividing by the largest entry first changes nothing after normalisation but
+    // keeps the powers away from underflow; `powf` rounds better than `exp(gamma ln x)`.
     let eps2 = c::<T>(SHARPEN_EPS);
+    let top = shifted.iter().fold(T::zero(), |a, &x| Float::max(a, x)) + eps2;
     let powered: Vec<T> = shifted
         .iter()
-        .map(|&x| ((x + eps2).ln() * gamma).exp())
+        .map(|&x| ((x + eps2) / top).powf(gamma))
         .collect();
     let total = powered.iter().fold(T::zero(), |a, &x| a + x);
     for (o, &p) in out.iter_mut().zip(&powered) {
@@ -206,10 +208,17 @@ fn head_backward<T: Float + WithDType>(
     let shift = &par[m + 2..m + 2 + s];
     let gamma = par[m + 2 + s];
     let eps2 = c::<T>(SHARPEN_EPS);
+    // The forward pass scales by the largest entry `top`; the scale cancels in w and in the
+    // gamma gradient (sum_i dp_i p_i = 0), so it is treated as a constant here.
+    let top = cache
+        .shifted
+        .iter()
+        .fold(T::zero(), |a, &x| Float::max(a, x))
+        + eps2;
 
     // Sharpen: w = p / P  =>  dp_i = (dw_i - sum_j dw_j w_j) / P.
     let dot_w = grad.iter().zip(&w).fold(T::zero(), |a, (&g, &x)| a + g * x);
-    // p_i = exp(gamma ln(ws_i + eps))  =>  dws_i = dp_i gamma p_i / (ws_i + eps),
+    // p_i = ((ws_i + eps) / top)^gamma  =>  dws_i = dp_i gamma p_i / (ws_i + eps),
     // dgamma = sum_i dp_i p_i ln(ws_i + eps).
     let mut d_shifted = vec![T::zero(); n];
     let mut d_gamma = T::zero();
@@ -217,7 +226,7 @@ fn head_backward<T: Float + WithDType>(
         let dp = (grad[i] - dot_w) / cache.total;
         let base = cache.shifted[i] + eps2;
         d_shifted[i] = dp * gamma * cache.powered[i] / base;
-        d_gamma += dp * cache.powered[i] * base.ln();
+        d_gamma += dp * cache.powered[i] * (base / top).ln();
     }
 
     // Shift: ws_i = sum_k wg[src(i,k)] s_k.

@@ -1,6 +1,6 @@
 //! Property tests: the invariants every addressing stage must keep.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ntm_addressing::{
     address_fused, address_unfused, content, interpolate, sharpen, shift, softmax, HeadParams,
 };
@@ -122,17 +122,34 @@ proptest! {
     #[test]
     fn fused_and_unfused_addressing_agree(c in case(), s_logits in prop::collection::vec(-3f32..3.0, 3)) {
         let shift = softmax(&t(&s_logits, &[1, 1, 3]), 2).unwrap().broadcast_as((c.b, c.h, 3)).unwrap().contiguous().unwrap();
-        let params = HeadParams {
+        let params = |gamma_max: f32| HeadParams {
             key: c.key(),
             beta: c.scalar(0.1, 30.0),
             gate: c.scalar(0.0, 1.0),
-            shift,
-            gamma: c.scalar(1.0, 20.0),
+            shift: shift.clone(),
+            gamma: c.scalar(1.0, gamma_max),
         };
-        let fused = address_fused(&c.memory(), &params, &c.weights()).unwrap();
-        let unfused = address_unfused(&c.memory(), &params, &c.weights()).unwrap();
+        // Both f32 paths agree within 1e-5 at moderate sharpening ...
+        let fused = address_fused(&c.memory(), &params(5.0), &c.weights()).unwrap();
+        let unfused = address_unfused(&c.memory(), &params(5.0), &c.weights()).unwrap();
         assert_distributions(&fused)?;
         prop_assert!(max_abs_diff(&fused, &unfused) < TOL);
+        // ... and in f64 they compute the same function at any sharpening. (In f32, a rounding of
+        // the cosine is amplified by beta and gamma together: up to about 1e-5 at beta = 30 and
+        // gamma = 20 on either path, which is the conditioning of the function, not an error.)
+        let f64_params = |p: HeadParams| HeadParams {
+            key: p.key.to_dtype(DType::F64).unwrap(),
+            beta: p.beta.to_dtype(DType::F64).unwrap(),
+            gate: p.gate.to_dtype(DType::F64).unwrap(),
+            shift: p.shift.to_dtype(DType::F64).unwrap(),
+            gamma: p.gamma.to_dtype(DType::F64).unwrap(),
+        };
+        let memory = c.memory().to_dtype(DType::F64).unwrap();
+        let previous = c.weights().to_dtype(DType::F64).unwrap();
+        let fused = address_fused(&memory, &f64_params(params(20.0)), &previous).unwrap();
+        let unfused = address_unfused(&memory, &f64_params(params(20.0)), &previous).unwrap();
+        let diff: f64 = (fused - unfused).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        prop_assert!(diff < 1e-12, "fused and unfused differ by {diff} in f64");
     }
 
     #[test]
@@ -170,10 +187,14 @@ proptest! {
 
     #[test]
     fn content_is_invariant_to_key_scale(c in case(), scale in 0.01f64..100.0) {
-        let memory = c.memory();
+        // Cosine similarity is exactly scale-invariant; the epsilon that guards zero norms is not,
+        // so keep every norm well above it.
+        let away_from_zero = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| if x < 0.0 { x - 0.5 } else { x + 0.5 }).collect() };
+        let memory = t(&away_from_zero(&c.memory), &[c.b, c.n, c.m]);
+        let key = t(&away_from_zero(&c.key), &[c.b, c.h, c.m]);
         let beta = c.scalar(0.5, 10.0);
-        let w = content(&memory, &c.key(), &beta).unwrap();
-        let scaled = content(&memory, &(c.key() * scale).unwrap(), &beta).unwrap();
+        let w = content(&memory, &key, &beta).unwrap();
+        let scaled = content(&memory, &(key * scale).unwrap(), &beta).unwrap();
         prop_assert!(max_abs_diff(&w, &scaled) < TOL);
     }
 
