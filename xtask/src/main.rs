@@ -1,0 +1,186 @@
+//! `cargo xtask`: experiment sweeps. Run with no arguments for help.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use xtask::sweep::{run_all, Outcome, SweepOptions};
+use xtask::{report, slurm, Experiment};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  train-all   train every (task, model, seed) of the experiment files in tasks/, then write a report
+      --profile quick|paper   budgets (default quick)
+      --tasks copy,ngrams     only these tasks (default all)
+      --seeds N               seeds per model (default: the profile's)
+      --jobs J                runs at a time (default 2); each gets cores / J threads
+      --out DIR               results folder (default results/<profile>)
+      --emit-slurm FILE       write a SLURM job-array script instead of running anything
+      --ntm PATH              use this ntm binary instead of building it
+  report      rebuild DIR/REPORT.md from the run directories in DIR
+      --out DIR
+
+Finished runs are skipped and interrupted ones resume from their checkpoints, so running
+train-all again continues a sweep; results copied from several machines into one DIR merge
+into one report.
+";
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn value(&mut self, flag: &str) -> Result<Option<String>, String> {
+        match self.0.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.0.len() => {
+                let v = self.0.remove(i + 1);
+                self.0.remove(i);
+                Ok(Some(v))
+            }
+            Some(_) => Err(format!("{flag} needs a value")),
+            None => Ok(None),
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self.0.first() {
+            Some(a) => Err(format!("unexpected argument `{a}`\n\n{HELP}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Builds the release `ntm` binary and returns its path.
+fn build_ntm() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "ntm-cli", "--bin", "ntm"])
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the ntm binary failed".into());
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    Ok(target
+        .join("release")
+        .join(if cfg!(windows) { "ntm.exe" } else { "ntm" }))
+}
+
+fn train_all(mut args: Args) -> Result<(), String> {
+    let profile = args.value("--profile")?.unwrap_or_else(|| "quick".into());
+    let tasks = args.value("--tasks")?;
+    let seeds = args
+        .value("--seeds")?
+        .map(|s| s.parse::<usize>().map_err(|e| format!("--seeds: {e}")))
+        .transpose()?;
+    let jobs = args
+        .value("--jobs")?
+        .map(|s| s.parse::<usize>().map_err(|e| format!("--jobs: {e}")))
+        .transpose()?
+        .unwrap_or(2);
+    let out = args
+        .value("--out")?
+        .map_or_else(|| root().join("results").join(&profile), PathBuf::from);
+    let slurm_file = args.value("--emit-slurm")?;
+    let ntm = args.value("--ntm")?;
+    args.finish()?;
+
+    let mut experiments = Experiment::load_dir(&root().join("tasks")).map_err(|e| e.to_string())?;
+    if let Some(list) = tasks {
+        let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+        if let Some(bad) = wanted
+            .iter()
+            .find(|t| !experiments.iter().any(|e| e.task == **t))
+        {
+            return Err(format!("no experiment file for task `{bad}` in tasks/"));
+        }
+        experiments.retain(|e| wanted.contains(&e.task.as_str()));
+    }
+    let mut runs = Vec::new();
+    for e in &experiments {
+        runs.extend(e.runs(&profile, seeds).map_err(|e| e.to_string())?);
+    }
+    if let Some(file) = slurm_file {
+        std::fs::write(&file, slurm::script(&runs, &out)).map_err(|e| format!("{file}: {e}"))?;
+        println!(
+            "wrote {file}: {} array tasks writing into {}",
+            runs.len(),
+            out.display()
+        );
+        return Ok(());
+    }
+    let ntm = match ntm {
+        Some(p) => PathBuf::from(p),
+        None => build_ntm()?,
+    };
+    let opts = SweepOptions::new(ntm, out.clone(), jobs);
+    println!(
+        "{} runs, {} at a time with {} thread(s) each, into {}",
+        runs.len(),
+        opts.jobs,
+        opts.threads,
+        out.display()
+    );
+    let start = std::time::Instant::now();
+    let outcomes = run_all(&runs, &opts, &|run, outcome| {
+        let t = start.elapsed().as_secs_f64() / 60.0;
+        println!(
+            "[{t:5.1} min] {}/{}/seed{}: {outcome:?}",
+            run.task, run.model, run.seed
+        );
+    })
+    .map_err(|e| e.to_string())?;
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .count();
+    let path = report::write_report(&out).map_err(|e| e.to_string())?;
+    println!(
+        "report: {} ({:.1} min, {failed} failed)",
+        path.display(),
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} runs failed; see their train.log",
+            runs.len()
+        ));
+    }
+    Ok(())
+}
+
+fn report_cmd(mut args: Args) -> Result<(), String> {
+    let out = args.value("--out")?.ok_or("report needs --out DIR")?;
+    args.finish()?;
+    let path = report::write_report(Path::new(&out)).map_err(|e| e.to_string())?;
+    println!("report: {}", path.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() || argv.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    let command = argv.remove(0);
+    let result = match command.as_str() {
+        "train-all" => train_all(Args(argv)),
+        "report" => report_cmd(Args(argv)),
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

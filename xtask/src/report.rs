@@ -1,0 +1,350 @@
+//! `REPORT.md` from the run directories of a sweep: tables, learning curves and weightings.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ntm_plot::{LineChart, Series};
+use serde_json::Value;
+
+use crate::experiment::{EVAL, FIGURE, MODEL_ORDER, TASK_ORDER};
+use crate::{io, Result};
+
+/// Parameter counts the paper reports (Graves et al. 2014, tables 1-3).
+pub fn paper_params(task: &str, model: &str) -> Option<u64> {
+    let row = match task {
+        "copy" => [17_162, 67_561, 1_352_969],
+        "repeat-copy" => [16_712, 66_111, 5_312_007],
+        "associative-recall" => [146_845, 70_330, 1_344_518],
+        "ngrams" => [14_656, 61_749, 331_905],
+        "priority-sort" => [508_305, 269_038, 384_424],
+        _ => return None,
+    };
+    MODEL_ORDER.iter().position(|m| *m == model).map(|i| row[i])
+}
+
+/// One finished run as found on disk.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Task name.
+    pub task: String,
+    /// Model kind.
+    pub model: String,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// `summary.json`.
+    pub summary: Value,
+    /// `eval.json`, when written.
+    pub eval: Option<Value>,
+    /// `(sequences, validation cost)` at every validation.
+    pub curve: Vec<(f64, f64)>,
+}
+
+impl RunResult {
+    fn num(&self, key: &str) -> Option<f64> {
+        self.summary.get(key).and_then(Value::as_f64)
+    }
+}
+
+/// Every run directory under `out/runs/<task>/<model>/<seed>` with a `summary.json`, and the
+/// directories that have none (failed or unfinished runs).
+pub fn collect(out: &Path) -> Result<(Vec<RunResult>, Vec<PathBuf>)> {
+    let mut done = Vec::new();
+    let mut unfinished = Vec::new();
+    let runs = out.join("runs");
+    if !runs.exists() {
+        return Ok((done, unfinished));
+    }
+    let subdirs = |p: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(io(p))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    for task_dir in subdirs(&runs)? {
+        for model_dir in subdirs(&task_dir)? {
+            for dir in subdirs(&model_dir)? {
+                let read = |name: &str| {
+                    std::fs::read_to_string(dir.join(name))
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                };
+                let Some(summary) = read("summary.json") else {
+                    unfinished.push(dir);
+                    continue;
+                };
+                let curve = std::fs::read_to_string(dir.join("metrics.jsonl"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter_map(|r| {
+                        Some((
+                            r.get("sequences")?.as_f64()?,
+                            r.get("val_bits_per_seq")?.as_f64()?,
+                        ))
+                    })
+                    .collect();
+                let name = |p: &Path| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                done.push(RunResult {
+                    task: name(&task_dir),
+                    model: name(&model_dir),
+                    eval: read(EVAL),
+                    summary,
+                    curve,
+                    dir,
+                });
+            }
+        }
+    }
+    Ok((done, unfinished))
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let (sign, digits) = s.split_at(if s.starts_with('-') { 1 } else { 0 });
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+fn minutes(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{:.1} min", s / 60.0)
+    }
+}
+
+fn or_dash(x: Option<String>) -> String {
+    x.unwrap_or_else(|| "-".into())
+}
+
+/// The median curve of several seeds, with the min..max band where there is more than one.
+fn curve_series(label: &str, runs: &[&RunResult]) -> Series {
+    let mut by_x: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for &(x, y) in &r.curve {
+            by_x.entry(x as u64).or_default().push(y);
+        }
+    }
+    let points = by_x
+        .iter()
+        .filter_map(|(&x, ys)| Some((x as f64, median(ys.clone())?)))
+        .collect();
+    let series = Series::new(label, points);
+    if runs.len() > 1 {
+        let band = by_x
+            .iter()
+            .filter(|(_, ys)| ys.len() > 1)
+            .map(|(&x, ys)| {
+                (
+                    x as f64,
+                    ys.iter().copied().fold(f64::INFINITY, f64::min),
+                    ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                )
+            })
+            .collect();
+        series.with_band(band)
+    } else {
+        series
+    }
+}
+
+/// Writes `out/REPORT.md` and its figures from the runs in `out/runs`; returns the report's path.
+pub fn write_report(out: &Path) -> Result<PathBuf> {
+    let (runs, unfinished) = collect(out)?;
+    let figures = out.join("figures");
+    std::fs::create_dir_all(&figures).map_err(io(&figures))?;
+    let mut tasks: Vec<&str> = TASK_ORDER
+        .iter()
+        .copied()
+        .filter(|t| runs.iter().any(|r| r.task == *t))
+        .collect();
+    for r in &runs {
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+    }
+
+    let mut md = String::new();
+    md.push_str("# Neural Turing Machine experiments\n\n");
+    md.push_str("Costs are in bits per sequence on the fixed validation set: bit errors, or for N-grams the cross-entropy. ");
+    md.push_str("Where a task has several seeds, figures show the median and tables the median over seeds. ");
+    md.push_str("Rebuild with `cargo xtask report --out DIR`.\n\n");
+
+    // The main table: final cost of every model on every task.
+    md.push_str("## Summary\n\n| task |");
+    for m in MODEL_ORDER {
+        let _ = write!(md, " {m} |");
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(MODEL_ORDER.len()));
+    md.push('\n');
+    for task in &tasks {
+        let _ = write!(md, "| {task} |");
+        for m in MODEL_ORDER {
+            let group: Vec<&RunResult> = runs
+                .iter()
+                .filter(|r| r.task == *task && r.model == m)
+                .collect();
+            let cost = median(
+                group
+                    .iter()
+                    .filter_map(|r| r.num("val_bits_per_seq"))
+                    .collect(),
+            );
+            let conv = group
+                .iter()
+                .filter(|r| r.summary.get("converged").and_then(Value::as_bool) == Some(true))
+                .count();
+            let cell = match cost {
+                Some(c) if conv > 0 => format!("{c:.2} (converged {conv}/{})", group.len()),
+                Some(c) => format!("{c:.2}"),
+                None => "-".into(),
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+    }
+
+    for task in &tasks {
+        let task_runs: Vec<&RunResult> = runs.iter().filter(|r| r.task == *task).collect();
+        let mut models: Vec<&str> = MODEL_ORDER
+            .iter()
+            .copied()
+            .filter(|m| task_runs.iter().any(|r| r.model == *m))
+            .collect();
+        for r in &task_runs {
+            if !models.contains(&r.model.as_str()) {
+                models.push(&r.model);
+            }
+        }
+        let sizes: Vec<String> = {
+            let mut s: Vec<String> = Vec::new();
+            for r in &task_runs {
+                if let Some(Value::Object(map)) = &r.eval {
+                    for k in map.keys() {
+                        if !s.contains(k) {
+                            s.push(k.clone());
+                        }
+                    }
+                }
+            }
+            s
+        };
+        let _ = writeln!(md, "\n## {task}\n");
+        md.push_str("| model | parameters (paper) | seeds | converged | sequences to converge | time to converge | sequences | wall time | final bits/seq |");
+        if *task == "ngrams" {
+            md.push_str(" Bayes optimum |");
+        }
+        for s in &sizes {
+            let _ = write!(md, " at {s} |");
+        }
+        md.push_str("\n|");
+        md.push_str(&"---|".repeat(9 + usize::from(*task == "ngrams") + sizes.len()));
+        md.push('\n');
+        let mut series = Vec::new();
+        for m in &models {
+            let group: Vec<&RunResult> = task_runs
+                .iter()
+                .copied()
+                .filter(|r| r.model == *m)
+                .collect();
+            let med = |key: &str| median(group.iter().filter_map(|r| r.num(key)).collect());
+            let params = med("params").map(thousands);
+            let paper = paper_params(task, m).map(|p| thousands(p as f64));
+            let converged = group
+                .iter()
+                .filter(|r| r.summary.get("converged").and_then(Value::as_bool) == Some(true))
+                .count();
+            let _ = write!(
+                md,
+                "| {m} | {} ({}) | {} | {converged}/{} | {} | {} | {} | {} | {} |",
+                or_dash(params),
+                or_dash(paper),
+                group.len(),
+                group.len(),
+                or_dash(med("converged_at_sequences").map(thousands)),
+                or_dash(med("converged_at_seconds").map(minutes)),
+                or_dash(med("sequences").map(thousands)),
+                or_dash(med("wall_seconds").map(minutes)),
+                or_dash(med("val_bits_per_seq").map(|c| format!("{c:.3}"))),
+            );
+            if *task == "ngrams" {
+                let _ = write!(
+                    md,
+                    " {} |",
+                    or_dash(med("val_optimal").map(|c| format!("{c:.2}")))
+                );
+            }
+            for s in &sizes {
+                let at = median(
+                    group
+                        .iter()
+                        .filter_map(|r| r.eval.as_ref()?.get(s)?.as_f64())
+                        .collect(),
+                );
+                let _ = write!(md, " {} |", or_dash(at.map(|c| format!("{c:.2}"))));
+            }
+            md.push('\n');
+            series.push(curve_series(m, &group));
+        }
+        if series.iter().any(|s| !s.points.is_empty()) {
+            let mut chart = LineChart::new(
+                format!("{task}: validation cost"),
+                "sequences seen",
+                "bits per sequence",
+            );
+            chart.series = series;
+            let name = format!("{task}-curves.svg");
+            chart.save_svg(&figures.join(&name))?;
+            let _ = writeln!(md, "\n![{task} learning curves](figures/{name})");
+        }
+        for m in &models {
+            if let Some(r) = task_runs
+                .iter()
+                .find(|r| r.model == *m && r.dir.join(FIGURE).exists())
+            {
+                let name = format!("{task}-{m}-weights.png");
+                std::fs::copy(r.dir.join(FIGURE), figures.join(&name))
+                    .map_err(io(&figures.join(&name)))?;
+                let _ = writeln!(md, "\n{m}, one long sequence: inputs, targets, outputs, write and read weightings.\n\n![{task} {m} weightings](figures/{name})");
+            }
+        }
+    }
+    if !unfinished.is_empty() {
+        md.push_str("\n## Runs without a summary\n\nThese failed or were interrupted; `cargo xtask train-all` resumes them.\n\n");
+        for d in &unfinished {
+            let _ = writeln!(md, "- `{}`", d.strip_prefix(out).unwrap_or(d).display());
+        }
+    }
+    let path = out.join("REPORT.md");
+    std::fs::write(&path, md).map_err(io(&path))?;
+    Ok(path)
+}
