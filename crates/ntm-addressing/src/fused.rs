@@ -7,6 +7,10 @@
 //! applies the chain rule by hand (the derivation is in the comments of [`head_backward`]). It
 //! runs on the CPU in `f32` and `f64`; [`crate::address`] falls back to the unfused path on other
 //! devices.
+//!
+//! The per-head kernels ([`head_forward`], [`head_backward`], [`row_norms`],
+//! [`norms_backward`]) work on plain slices and are public so that memories can fuse addressing
+//! into larger ops of their own.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::Float;
@@ -35,18 +39,24 @@ pub(crate) struct FusedAddress {
     pub shifts: usize,
 }
 
-/// Sizes of one call.
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    b: usize,
-    h: usize,
-    n: usize,
-    m: usize,
-    s: usize,
+/// Sizes of one call: batch, heads, memory rows and width, shift offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Batch size.
+    pub b: usize,
+    /// Heads.
+    pub h: usize,
+    /// Memory rows `N`.
+    pub n: usize,
+    /// Memory width `M`.
+    pub m: usize,
+    /// Shift offsets `S = 2r + 1`.
+    pub s: usize,
 }
 
 impl Dims {
-    fn p(&self) -> usize {
+    /// Packed parameters per head: key `M`, beta, gate, shift `S`, gamma.
+    pub fn p(&self) -> usize {
         self.m + self.s + 3
     }
 }
@@ -69,7 +79,8 @@ fn dims_of(memory: &Shape, params: &Shape, shifts: usize) -> candle_core::Result
     })
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+/// The contiguous elements of a CPU storage under `l`; an error for strided layouts.
+pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
     let data = T::cpu_storage_as_slice(s)?;
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
@@ -77,8 +88,9 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result
     }
 }
 
-/// Forward intermediates of one head, kept for the backward pass.
-struct HeadCache<T> {
+/// Forward intermediates of one head, kept for [`head_backward`].
+#[derive(Debug, Clone)]
+pub struct HeadCache<T> {
     key_norm: T,
     dot: Vec<T>,
     denom: Vec<T>,
@@ -90,31 +102,140 @@ struct HeadCache<T> {
     total: T,
 }
 
-fn c<T: Float + WithDType>(x: f64) -> T {
+/// The element types the fused kernels run on, with exponential and logarithm implementations
+/// the compiler can vectorise.
+///
+/// For `f32` they are branch-free polynomial approximations with a relative error of a few
+/// units in the last place; for `f64` they are the standard library's (the `f64` path is the
+/// one gradient checks use).
+pub trait Real: Float + WithDType {
+    /// `e^x`.
+    fn exp_fast(self) -> Self;
+    /// `ln x` for positive, normal `x`.
+    fn ln_fast(self) -> Self;
+}
+
+impl Real for f64 {
+    #[inline]
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
+    #[inline]
+    fn ln_fast(self) -> Self {
+        self.ln()
+    }
+}
+
+impl Real for f32 {
+    // Range reduction `x = k ln 2 + r`, `|r| <= ln 2 / 2`, a degree-7 Taylor polynomial for
+    // `e^r`, and `2^k` assembled in the exponent bits.
+    #[inline]
+    fn exp_fast(self) -> Self {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting it rounds to an integer
+        let x = self.clamp(-87.0, 88.0);
+        let k = (x * LOG2E + ROUND) - ROUND;
+        let r = x - k * LN2_HI - k * LN2_LO;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0
+                        + r * (1.0 / 24.0
+                            + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    }
+
+    // `x = m 2^e` with `m` in `[sqrt(1/2), sqrt(2))`, then `ln m = 2 atanh(s)`,
+    // `s = (m - 1) / (m + 1)`, as an odd series to `s^11`.
+    #[inline]
+    fn ln_fast(self) -> Self {
+        let bits = self.to_bits();
+        let mut e = ((bits >> 23) & 0xff) as i32 - 127;
+        let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+        let big = m > std::f32::consts::SQRT_2;
+        m = if big { m * 0.5 } else { m };
+        e += i32::from(big);
+        let s = (m - 1.0) / (m + 1.0);
+        let s2 = s * s;
+        let series = s
+            * (2.0
+                + s2 * (2.0 / 3.0
+                    + s2 * (2.0 / 5.0 + s2 * (2.0 / 7.0 + s2 * (2.0 / 9.0 + s2 * (2.0 / 11.0))))));
+        series + e as f32 * std::f32::consts::LN_2
+    }
+}
+
+/// `n` zeros, allocated without the allocator's zeroing path: under a steady stream of
+/// allocations that path can clear whole fresh pages, which dominated the fused ops' time.
+#[inline]
+pub fn zeros<T: Float>(n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, T::zero());
+    v
+}
+
+/// `sum_i a_i b_i` with eight independent partial sums, so that the compiler can use SIMD
+/// (a single running sum is a dependency chain it may not reorder).
+#[inline]
+pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] = acc[k] + x[k] * y[k];
+        }
+    }
+    let tail = ra.iter().zip(rb).fold(T::zero(), |s, (&x, &y)| s + x * y);
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+fn c<T: Real>(x: f64) -> T {
     T::from_f64(x)
 }
 
-/// Row norms `sqrt(sum_j M_ij^2 + eps^2)` of one batch element's memory.
-fn row_norms<T: Float + WithDType>(mem: &[T], n: usize, m: usize) -> Vec<T> {
+/// Row norms `sqrt(sum_j M_ij^2 + eps^2)` of one batch element's memory `[N * M]`.
+pub fn row_norms<T: Real>(mem: &[T], n: usize, m: usize) -> Vec<T> {
     let tiny = c::<T>(COSINE_EPS * COSINE_EPS);
     (0..n)
         .map(|i| {
-            (mem[i * m..(i + 1) * m]
-                .iter()
-                .fold(T::zero(), |acc, &x| acc + x * x)
-                + tiny)
-                .sqrt()
+            let row = &mem[i * m..(i + 1) * m];
+            (dot(row, row) + tiny).sqrt()
         })
         .collect()
 }
 
-/// Source row of output row `i` and shift slot `k`: `(i - (k - r)) mod n`.
-fn source(i: usize, k: usize, r: usize, n: usize) -> usize {
-    (i + n + r - k) % n
+/// Rotation of shift slot `k` (offset `k - r`), as a non-negative amount below `n`.
+fn rotation(k: usize, r: usize, n: usize) -> usize {
+    (k + n - r % n) % n
 }
 
-/// One head's forward pass; writes the weighting into `out`.
-fn head_forward<T: Float + WithDType>(
+/// `out[i] += scale * src[(i - t) mod n]`, as two contiguous runs.
+fn add_rotated<T: Float>(out: &mut [T], src: &[T], t: usize, scale: T) {
+    let n = src.len();
+    let (head, tail) = out.split_at_mut(t);
+    for (o, &x) in tail.iter_mut().zip(&src[..n - t]) {
+        *o = *o + scale * x;
+    }
+    for (o, &x) in head.iter_mut().zip(&src[n - t..]) {
+        *o = *o + scale * x;
+    }
+}
+
+/// `sum_i a[i] b[(i - t) mod n]`.
+fn dot_rotated<T: Float>(a: &[T], b: &[T], t: usize) -> T {
+    let n = b.len();
+    dot(&a[t..], &b[..n - t]) + dot(&a[..t], &b[n - t..])
+}
+
+/// One head's forward pass; writes the weighting into `out` and returns what
+/// [`head_backward`] needs.
+///
+/// `mem` is one batch element's memory `[N * M]` with its [`row_norms`], `par` the head's
+/// packed activated parameters `[M + S + 3]`, `prev` its previous weighting `[N]`.
+pub fn head_forward<T: Real>(
     d: Dims,
     mem: &[T],
     norms: &[T],
@@ -131,19 +252,19 @@ fn head_forward<T: Float + WithDType>(
     let eps = c::<T>(COSINE_EPS);
 
     // Content: cosine similarity, then a softmax of beta * cos.
-    let key_norm = (key.iter().fold(T::zero(), |a, &x| a + x * x) + eps * eps).sqrt();
-    let mut dot = vec![T::zero(); n];
-    let mut denom = vec![T::zero(); n];
-    let mut cos = vec![T::zero(); n];
+    let key_norm = (dot(key, key) + eps * eps).sqrt();
+    let mut dot = zeros::<T>(n);
+    let mut denom = zeros::<T>(n);
+    let mut cos = zeros::<T>(n);
     let mut z_max = T::neg_infinity();
     for i in 0..n {
         let row = &mem[i * m..(i + 1) * m];
-        dot[i] = row.iter().zip(key).fold(T::zero(), |a, (&x, &k)| a + x * k);
+        dot[i] = self::dot(row, key);
         denom[i] = key_norm * norms[i] + eps;
         cos[i] = dot[i] / denom[i];
         z_max = Float::max(z_max, beta * cos[i]);
     }
-    let mut content: Vec<T> = cos.iter().map(|&x| (beta * x - z_max).exp()).collect();
+    let mut content: Vec<T> = cos.iter().map(|&x| (beta * x - z_max).exp_fast()).collect();
     let sum = content.iter().fold(T::zero(), |a, &x| a + x);
     content.iter_mut().for_each(|x| *x /= sum);
 
@@ -155,17 +276,18 @@ fn head_forward<T: Float + WithDType>(
         .collect();
 
     // Circular shift.
-    let shifted: Vec<T> = (0..n)
-        .map(|i| (0..s).fold(T::zero(), |a, k| a + gated[source(i, k, r, n)] * shift[k]))
-        .collect();
+    let mut shifted = zeros::<T>(n);
+    for (k, &sk) in shift.iter().enumerate() {
+        add_rotated(&mut shifted, &gated, rotation(k, r, n), sk);
+    }
 
     // Sharpening. Dividing by the largest entry first changes nothing after normalisation but
-    // keeps the powers away from underflow; `powf` rounds better than `exp(gamma ln x)`.
+    // keeps the powers away from underflow.
     let eps2 = c::<T>(SHARPEN_EPS);
     let top = shifted.iter().fold(T::zero(), |a, &x| Float::max(a, x)) + eps2;
     let powered: Vec<T> = shifted
         .iter()
-        .map(|&x| ((x + eps2) / top).powf(gamma))
+        .map(|&x| (((x + eps2) / top).ln_fast() * gamma).exp_fast())
         .collect();
     let total = powered.iter().fold(T::zero(), |a, &x| a + x);
     for (o, &p) in out.iter_mut().zip(&powered) {
@@ -184,15 +306,18 @@ fn head_forward<T: Float + WithDType>(
     }
 }
 
-/// One head's backward pass. Accumulates into `d_mem` (shared by the heads of a batch element)
-/// and writes `d_par` and `d_prev`.
+/// One head's backward pass, given the gradient `grad` of its weighting and the `cache` its
+/// [`head_forward`] returned. Accumulates into
+/// `d_mem` and `d_norms` (shared by the heads that address the same memory) and writes `d_par`
+/// and `d_prev`. Finish with [`norms_backward`] once every head has run.
 #[allow(clippy::too_many_arguments)]
-fn head_backward<T: Float + WithDType>(
+pub fn head_backward<T: Real>(
     d: Dims,
     mem: &[T],
     norms: &[T],
     par: &[T],
     prev: &[T],
+    cache: &HeadCache<T>,
     grad: &[T],
     d_mem: &mut [T],
     d_norms: &mut [T],
@@ -201,8 +326,7 @@ fn head_backward<T: Float + WithDType>(
 ) {
     let (n, m, s) = (d.n, d.m, d.s);
     let r = s / 2;
-    let mut w = vec![T::zero(); n];
-    let cache = head_forward(d, mem, norms, par, prev, &mut w);
+    let w: Vec<T> = cache.powered.iter().map(|&p| p / cache.total).collect();
     let key = &par[..m];
     let (beta, gate) = (par[m], par[m + 1]);
     let shift = &par[m + 2..m + 2 + s];
@@ -217,32 +341,31 @@ fn head_backward<T: Float + WithDType>(
         + eps2;
 
     // Sharpen: w = p / P  =>  dp_i = (dw_i - sum_j dw_j w_j) / P.
-    let dot_w = grad.iter().zip(&w).fold(T::zero(), |a, (&g, &x)| a + g * x);
+    let dot_w = dot(grad, &w);
     // p_i = ((ws_i + eps) / top)^gamma  =>  dws_i = dp_i gamma p_i / (ws_i + eps),
     // dgamma = sum_i dp_i p_i ln(ws_i + eps).
-    let mut d_shifted = vec![T::zero(); n];
+    let mut d_shifted = zeros::<T>(n);
     let mut d_gamma = T::zero();
     for i in 0..n {
         let dp = (grad[i] - dot_w) / cache.total;
         let base = cache.shifted[i] + eps2;
         d_shifted[i] = dp * gamma * cache.powered[i] / base;
-        d_gamma += dp * cache.powered[i] * (base / top).ln();
+        d_gamma += dp * cache.powered[i] * (base / top).ln_fast();
     }
 
-    // Shift: ws_i = sum_k wg[src(i,k)] s_k.
-    let mut d_gated = vec![T::zero(); n];
-    let mut d_shift = vec![T::zero(); s];
-    for i in 0..n {
-        for k in 0..s {
-            let j = source(i, k, r, n);
-            d_gated[j] += d_shifted[i] * shift[k];
-            d_shift[k] += d_shifted[i] * cache.gated[j];
-        }
+    // Shift: ws_i = sum_k wg[(i - t_k) mod n] s_k, t_k = (k - r) mod n.
+    let mut d_gated = zeros::<T>(n);
+    let mut d_shift = zeros::<T>(s);
+    // The gradient of a rotation by t is the rotation by n - t.
+    for (k, &sk) in shift.iter().enumerate() {
+        let t = rotation(k, r, n);
+        d_shift[k] = dot_rotated(&d_shifted, &cache.gated, t);
+        add_rotated(&mut d_gated, &d_shifted, (n - t) % n, sk);
     }
 
     // Interpolate: wg = wp + g (wc - wp).
     let mut d_gate = T::zero();
-    let mut d_content = vec![T::zero(); n];
+    let mut d_content = zeros::<T>(n);
     for i in 0..n {
         d_content[i] = gate * d_gated[i];
         d_prev[i] = (T::one() - gate) * d_gated[i];
@@ -284,9 +407,9 @@ fn head_backward<T: Float + WithDType>(
     d_par[m + 2 + s] = d_gamma;
 }
 
-fn forward<T: Float + WithDType>(d: Dims, mem: &[T], par: &[T], prev: &[T]) -> Vec<T> {
+fn forward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T]) -> Vec<T> {
     let (n, m, p) = (d.n, d.m, d.p());
-    let mut out = vec![T::zero(); d.b * d.h * n];
+    let mut out = zeros::<T>(d.b * d.h * n);
     for b in 0..d.b {
         let mem_b = &mem[b * n * m..(b + 1) * n * m];
         let norms = row_norms(mem_b, n, m);
@@ -305,38 +428,48 @@ fn forward<T: Float + WithDType>(d: Dims, mem: &[T], par: &[T], prev: &[T]) -> V
     out
 }
 
+/// Adds the gradient that flows through the row norms to `d_mem`:
+/// `|M_i| = sqrt(sum_j M_ij^2 + eps^2)  =>  dM_ij += d|M_i| M_ij / |M_i|`.
+pub fn norms_backward<T: Real>(mem: &[T], norms: &[T], d_norms: &[T], d_mem: &mut [T]) {
+    let m = mem.len() / norms.len().max(1);
+    for (i, (&dn, &norm)) in d_norms.iter().zip(norms).enumerate() {
+        let scale = dn / norm;
+        for j in i * m..(i + 1) * m {
+            d_mem[j] += scale * mem[j];
+        }
+    }
+}
+
 struct Grads<T> {
     mem: Vec<T>,
     par: Vec<T>,
     prev: Vec<T>,
 }
 
-fn backward<T: Float + WithDType>(
-    d: Dims,
-    mem: &[T],
-    par: &[T],
-    prev: &[T],
-    grad: &[T],
-) -> Grads<T> {
+fn backward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T], grad: &[T]) -> Grads<T> {
     let (n, m, p) = (d.n, d.m, d.p());
     let mut g = Grads {
-        mem: vec![T::zero(); d.b * n * m],
-        par: vec![T::zero(); d.b * d.h * p],
-        prev: vec![T::zero(); d.b * d.h * n],
+        mem: zeros::<T>(d.b * n * m),
+        par: zeros::<T>(d.b * d.h * p),
+        prev: zeros::<T>(d.b * d.h * n),
     };
     for b in 0..d.b {
         let mem_b = &mem[b * n * m..(b + 1) * n * m];
         let norms = row_norms(mem_b, n, m);
-        let mut d_norms = vec![T::zero(); n];
+        let mut d_norms = zeros::<T>(n);
         let d_mem_b = &mut g.mem[b * n * m..(b + 1) * n * m];
         for h in 0..d.h {
             let bh = b * d.h + h;
+            let (par, prev) = (&par[bh * p..(bh + 1) * p], &prev[bh * n..(bh + 1) * n]);
+            let mut w = zeros::<T>(n);
+            let cache = head_forward(d, mem_b, &norms, par, prev, &mut w);
             head_backward(
                 d,
                 mem_b,
                 &norms,
-                &par[bh * p..(bh + 1) * p],
-                &prev[bh * n..(bh + 1) * n],
+                par,
+                prev,
+                &cache,
                 &grad[bh * n..(bh + 1) * n],
                 d_mem_b,
                 &mut d_norms,
@@ -344,13 +477,7 @@ fn backward<T: Float + WithDType>(
                 &mut g.prev[bh * n..(bh + 1) * n],
             );
         }
-        // |M_i| = sqrt(sum_j M_ij^2 + eps^2)  =>  dM_ij += d|M_i| M_ij / |M_i|.
-        for i in 0..n {
-            let scale = d_norms[i] / norms[i];
-            for j in 0..m {
-                d_mem_b[i * m + j] += scale * mem_b[i * m + j];
-            }
-        }
+        norms_backward(mem_b, &norms, &d_norms, d_mem_b);
     }
     g
 }
@@ -398,7 +525,7 @@ impl CustomOp3 for FusedAddress {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = dims_of(memory.shape(), params.shape(), self.shifts)?;
-        fn run<T: Float + WithDType>(
+        fn run<T: Real>(
             d: Dims,
             t: [&Tensor; 4],
         ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -417,5 +544,27 @@ impl CustomOp3 for FusedAddress {
             DType::F64 => run::<f64>(d, t),
             dt => candle_core::bail!("fused address: unsupported dtype {dt:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Real;
+
+    #[test]
+    fn fast_f32_exp_and_ln_are_accurate() {
+        let mut worst = (0f64, 0f64);
+        for i in 0..200_000 {
+            let x = -80.0 + 160.0 * i as f32 / 200_000.0;
+            let rel = ((x.exp_fast() as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
+            worst.0 = worst.0.max(rel);
+            let y = 1e-30f32 * 1.0005f32.powi(i);
+            if y.is_finite() && y > 0.0 {
+                let abs = (y.ln_fast() as f64 - (y as f64).ln()).abs();
+                worst.1 = worst.1.max(abs / (y as f64).ln().abs().max(1.0));
+            }
+        }
+        assert!(worst.0 < 5e-7, "exp relative error {}", worst.0);
+        assert!(worst.1 < 5e-7, "ln relative error {}", worst.1);
     }
 }

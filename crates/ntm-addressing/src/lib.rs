@@ -39,7 +39,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-mod fused;
+pub mod fused;
 pub mod gradcheck;
 
 /// Added to norms in the cosine similarity so that a zero row or key gives zero similarity.

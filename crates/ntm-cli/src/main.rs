@@ -23,6 +23,11 @@ use ntm_train::{EvalStats, Observer, RunConfig, StepStats, Trainer};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+// Training allocates and frees the same few hundred tensors every step, some above glibc's
+// mmap threshold; glibc then maps and unmaps pages each time. mimalloc reuses them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ntm",

@@ -1,47 +1,17 @@
-//! The multi-head erase-and-add write as one candle custom op with an analytic backward.
+//! Fused CPU ops with analytic backward passes: the multi-head write, and a whole NTM memory
+//! step (interface activations, write-head addressing, erase and add, read-head addressing,
+//! reads) as a single graph node.
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use std::any::Any;
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType};
+use ntm_addressing::fused::{
+    dot, head_backward, head_forward, norms_backward, row_norms, slice, zeros, Dims, HeadCache,
+    Real,
+};
 use num_traits::Float;
-
-/// `(memory [B,N,M], weights [B,W,N], erase_add [B,W,2M])` to the written memory `[B,N,M]`,
-/// where `erase_add` holds each head's erase vector followed by its add vector.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FusedWrite;
-
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    b: usize,
-    w: usize,
-    n: usize,
-    m: usize,
-}
-
-fn dims_of(memory: &Shape, weights: &Shape) -> candle_core::Result<Dims> {
-    let (b, n, m) = memory.dims3()?;
-    let (_, w, _) = weights.dims3()?;
-    Ok(Dims { b, w, n, m })
-}
-
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let data = T::cpu_storage_as_slice(s)?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("fused write: inputs must be contiguous"),
-    }
-}
-
-type Range = std::ops::Range<usize>;
-
-/// Index ranges of batch element `b` in the memory `[N*M]`, weights `[W*N]` and erase-add `[W*2M]`.
-fn parts(d: Dims, b: usize) -> (Range, Range, Range) {
-    let (n, m) = (d.n, d.m);
-    (
-        b * n * m..(b + 1) * n * m,
-        b * d.w * n..(b + 1) * d.w * n,
-        b * d.w * 2 * m..(b + 1) * d.w * 2 * m,
-    )
-}
 
 /// Multiplies `rows [N*M]` by the erase factors `1 - w_i e_j` of one head.
 fn apply_erase<T: Float>(rows: &mut [T], w: &[T], e: &[T], m: usize) {
@@ -52,99 +22,167 @@ fn apply_erase<T: Float>(rows: &mut [T], w: &[T], e: &[T], m: usize) {
     }
 }
 
-fn forward<T: Float + WithDType>(d: Dims, mem: &[T], w: &[T], ea: &[T]) -> Vec<T> {
-    let (n, m) = (d.n, d.m);
+/// One batch element's write: `mem [N*M]`, `w [W*N]`, `ea [W*2M]` (erase then add per head).
+fn write_one<T: Float>(n: usize, m: usize, heads: usize, mem: &[T], w: &[T], ea: &[T]) -> Vec<T> {
     let mut out = mem.to_vec();
-    for b in 0..d.b {
-        let (mr, wr, er) = parts(d, b);
-        let (out, w, ea) = (&mut out[mr], &w[wr], &ea[er]);
-        for h in 0..d.w {
-            apply_erase(
-                out,
-                &w[h * n..(h + 1) * n],
-                &ea[h * 2 * m..h * 2 * m + m],
-                m,
-            );
-        }
-        for h in 0..d.w {
-            let add = &ea[h * 2 * m + m..(h + 1) * 2 * m];
-            for (row, &wi) in out.chunks_exact_mut(m).zip(&w[h * n..(h + 1) * n]) {
-                for (x, &aj) in row.iter_mut().zip(add) {
-                    *x += wi * aj;
-                }
+    for h in 0..heads {
+        apply_erase(
+            &mut out,
+            &w[h * n..(h + 1) * n],
+            &ea[h * 2 * m..h * 2 * m + m],
+            m,
+        );
+    }
+    for h in 0..heads {
+        let add = &ea[h * 2 * m + m..(h + 1) * 2 * m];
+        for (row, &wi) in out.chunks_exact_mut(m).zip(&w[h * n..(h + 1) * n]) {
+            for (x, &aj) in row.iter_mut().zip(add) {
+                *x = *x + wi * aj;
             }
         }
     }
     out
 }
 
-struct Grads<T> {
-    mem: Vec<T>,
-    w: Vec<T>,
-    ea: Vec<T>,
-}
-
-fn backward<T: Float + WithDType>(d: Dims, mem: &[T], w: &[T], ea: &[T], grad: &[T]) -> Grads<T> {
-    let (n, m) = (d.n, d.m);
-    let mut g = Grads {
-        mem: grad.to_vec(),
-        w: vec![T::zero(); w.len()],
-        ea: vec![T::zero(); ea.len()],
-    };
+/// Backward of [`write_one`]: sets `g_mem`, accumulates into `g_w` and `g_ea`.
+#[allow(clippy::too_many_arguments)]
+fn write_one_backward<T: Float>(
+    n: usize,
+    m: usize,
+    heads: usize,
+    mem: &[T],
+    w: &[T],
+    ea: &[T],
+    grad: &[T],
+    g_mem: &mut [T],
+    g_w: &mut [T],
+    g_ea: &mut [T],
+) {
     // gm_h = grad * M * prod_{h' != h} (1 - w_h' e_h'): the gradient reaching head h's factor.
-    let mut gm = vec![T::zero(); n * m];
-    for b in 0..d.b {
-        let (mr, wr, er) = parts(d, b);
-        let (mem, grad, w, ea) = (
-            &mem[mr.clone()],
-            &grad[mr.clone()],
-            &w[wr.clone()],
-            &ea[er.clone()],
-        );
-        for h in 0..d.w {
-            for ((x, &gk), &mk) in gm.iter_mut().zip(grad).zip(mem) {
-                *x = gk * mk;
-            }
-            for other in (0..d.w).filter(|&o| o != h) {
-                apply_erase(
-                    &mut gm,
-                    &w[other * n..(other + 1) * n],
-                    &ea[other * 2 * m..other * 2 * m + m],
-                    m,
-                );
-            }
-            let (e, a) = (
-                &ea[h * 2 * m..h * 2 * m + m],
-                &ea[h * 2 * m + m..(h + 1) * 2 * m],
-            );
-            let (dw, dea) = (
-                &mut g.w[wr.start + h * n..wr.start + (h + 1) * n],
-                &mut g.ea[er.start + h * 2 * m..er.start + (h + 1) * 2 * m],
-            );
-            let (de, da) = dea.split_at_mut(m);
-            for i in 0..n {
-                let wi = w[h * n + i];
-                let (gm_row, g_row) = (&gm[i * m..(i + 1) * m], &grad[i * m..(i + 1) * m]);
-                let mut acc = T::zero();
-                for j in 0..m {
-                    acc = acc + g_row[j] * a[j] - gm_row[j] * e[j];
-                    de[j] -= gm_row[j] * wi;
-                    da[j] += g_row[j] * wi;
-                }
-                dw[i] = acc;
-            }
+    let mut gm = zeros::<T>(n * m);
+    for h in 0..heads {
+        for ((x, &gk), &mk) in gm.iter_mut().zip(grad).zip(mem) {
+            *x = gk * mk;
         }
-        // dM = grad * prod_h (1 - w_h e_h)
-        for h in 0..d.w {
+        for other in (0..heads).filter(|&o| o != h) {
             apply_erase(
-                &mut g.mem[mr.clone()],
-                &w[h * n..(h + 1) * n],
-                &ea[h * 2 * m..h * 2 * m + m],
+                &mut gm,
+                &w[other * n..(other + 1) * n],
+                &ea[other * 2 * m..other * 2 * m + m],
                 m,
             );
         }
+        let (e, a) = (
+            &ea[h * 2 * m..h * 2 * m + m],
+            &ea[h * 2 * m + m..(h + 1) * 2 * m],
+        );
+        let (de, da) = g_ea[h * 2 * m..(h + 1) * 2 * m].split_at_mut(m);
+        for i in 0..n {
+            let wi = w[h * n + i];
+            let (gm_row, g_row) = (&gm[i * m..(i + 1) * m], &grad[i * m..(i + 1) * m]);
+            for j in 0..m {
+                de[j] = de[j] - gm_row[j] * wi;
+                da[j] = da[j] + g_row[j] * wi;
+            }
+            g_w[h * n + i] = g_w[h * n + i] + dot(g_row, a) - dot(gm_row, e);
+        }
     }
-    g
+    // dM = grad * prod_h (1 - w_h e_h)
+    g_mem.copy_from_slice(grad);
+    for h in 0..heads {
+        apply_erase(
+            g_mem,
+            &w[h * n..(h + 1) * n],
+            &ea[h * 2 * m..h * 2 * m + m],
+            m,
+        );
+    }
+}
+
+fn storage<T: WithDType>(data: Vec<T>) -> CpuStorage {
+    T::to_cpu_storage_owned(data)
+}
+
+fn tensor_vec<T: WithDType>(t: &Tensor) -> candle_core::Result<Vec<T>> {
+    t.flatten_all()?.to_vec1::<T>()
+}
+
+/// The elements of a contiguous CPU tensor, borrowed from the storage guard `s`.
+fn cpu_slice<'a, T: WithDType>(s: &'a Storage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    match s {
+        Storage::Cpu(cpu) => slice(cpu, l),
+        _ => candle_core::bail!("fused memory step: the tensors must live on the CPU"),
+    }
+}
+
+/// `(memory [B,N,M], weights [B,W,N], erase_add [B,W,2M])` to the written memory `[B,N,M]`,
+/// where `erase_add` holds each head's erase vector followed by its add vector.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FusedWrite;
+
+impl FusedWrite {
+    fn forward<T: Real>(
+        mem: &[T],
+        w: &[T],
+        ea: &[T],
+        (b, heads, n, m): (usize, usize, usize, usize),
+    ) -> Vec<T> {
+        (0..b)
+            .flat_map(|i| {
+                write_one(
+                    n,
+                    m,
+                    heads,
+                    &mem[i * n * m..(i + 1) * n * m],
+                    &w[i * heads * n..(i + 1) * heads * n],
+                    &ea[i * heads * 2 * m..(i + 1) * heads * 2 * m],
+                )
+            })
+            .collect()
+    }
+
+    fn backward<T: Real>(
+        t: [&Tensor; 4],
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, n, m) = t[0].dims3()?;
+        let heads = t[1].dim(1)?;
+        let (mem, w, ea, grad) = (
+            tensor_vec::<T>(t[0])?,
+            tensor_vec::<T>(t[1])?,
+            tensor_vec::<T>(t[2])?,
+            tensor_vec::<T>(t[3])?,
+        );
+        let (mut g_mem, mut g_w, mut g_ea) = (
+            zeros::<T>(mem.len()),
+            zeros::<T>(w.len()),
+            zeros::<T>(ea.len()),
+        );
+        for i in 0..b {
+            let (mr, wr, er) = (
+                i * n * m..(i + 1) * n * m,
+                i * heads * n..(i + 1) * heads * n,
+                i * heads * 2 * m..(i + 1) * heads * 2 * m,
+            );
+            write_one_backward(
+                n,
+                m,
+                heads,
+                &mem[mr.clone()],
+                &w[wr.clone()],
+                &ea[er.clone()],
+                &grad[mr.clone()],
+                &mut g_mem[mr],
+                &mut g_w[wr],
+                &mut g_ea[er],
+            );
+        }
+        let dev = t[0].device();
+        Ok((
+            Some(Tensor::from_vec(g_mem, (b, n, m), dev)?),
+            Some(Tensor::from_vec(g_w, (b, heads, n), dev)?),
+            Some(Tensor::from_vec(g_ea, (b, heads, 2 * m), dev)?),
+        ))
+    }
 }
 
 impl CustomOp3 for FusedWrite {
@@ -161,23 +199,24 @@ impl CustomOp3 for FusedWrite {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = dims_of(l1.shape(), l2.shape())?;
-        let storage = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(
-                d,
+        let (b, n, m) = l1.shape().dims3()?;
+        let d = (b, l2.shape().dims3()?.1, n, m);
+        let out = match s1 {
+            CpuStorage::F32(_) => storage(Self::forward::<f32>(
                 slice(s1, l1)?,
                 slice(s2, l2)?,
                 slice(s3, l3)?,
+                d,
             )),
-            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(
-                d,
+            CpuStorage::F64(_) => storage(Self::forward::<f64>(
                 slice(s1, l1)?,
                 slice(s2, l2)?,
                 slice(s3, l3)?,
+                d,
             )),
             _ => candle_core::bail!("fused write: only f32 and f64 are supported"),
         };
-        Ok((storage, l1.shape().clone()))
+        Ok((out, l1.shape().clone()))
     }
 
     fn bwd(
@@ -188,25 +227,507 @@ impl CustomOp3 for FusedWrite {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d = dims_of(memory.shape(), weights.shape())?;
-        fn run<T: Float + WithDType>(
-            d: Dims,
-            t: [&Tensor; 4],
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-            let v = |x: &Tensor| x.flatten_all()?.to_vec1::<T>();
-            let g = backward::<T>(d, &v(t[0])?, &v(t[1])?, &v(t[2])?, &v(t[3])?);
-            let dev = t[0].device();
-            Ok((
-                Some(Tensor::from_vec(g.mem, (d.b, d.n, d.m), dev)?),
-                Some(Tensor::from_vec(g.w, (d.b, d.w, d.n), dev)?),
-                Some(Tensor::from_vec(g.ea, (d.b, d.w, 2 * d.m), dev)?),
-            ))
-        }
         let t = [memory, weights, erase_add, grad];
         match memory.dtype() {
-            candle_core::DType::F32 => run::<f32>(d, t),
-            candle_core::DType::F64 => run::<f64>(d, t),
+            candle_core::DType::F32 => Self::backward::<f32>(t),
+            candle_core::DType::F64 => Self::backward::<f64>(t),
             dt => candle_core::bail!("fused write: unsupported dtype {dt:?}"),
+        }
+    }
+}
+
+/// Sizes of an NTM memory step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StepDims {
+    /// Rows `N`.
+    pub n: usize,
+    /// Width `M`.
+    pub m: usize,
+    /// Read heads `R`.
+    pub r: usize,
+    /// Write heads `W`.
+    pub w: usize,
+    /// Shift offsets `S`.
+    pub s: usize,
+}
+
+impl StepDims {
+    fn head(&self, heads: usize) -> Dims {
+        Dims {
+            b: 1,
+            h: heads,
+            n: self.n,
+            m: self.m,
+            s: self.s,
+        }
+    }
+
+    /// Packed activated parameters per head.
+    fn p(&self) -> usize {
+        self.m + self.s + 3
+    }
+
+    /// Raw interface numbers per batch element.
+    pub fn interface(&self) -> usize {
+        self.w * (3 * self.m + 3 + self.s) + self.r * (self.m + 3 + self.s)
+    }
+
+    /// Lengths of the three parts of the flat output for `b` batch elements: memory, weightings
+    /// (write heads, then read heads), reads.
+    pub fn parts(&self, b: usize) -> [usize; 3] {
+        [
+            b * self.n * self.m,
+            b * (self.w + self.r) * self.n,
+            b * self.r * self.m,
+        ]
+    }
+}
+
+fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+fn softplus<T: Float>(x: T) -> T {
+    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
+}
+
+/// Where one kind of head's raw numbers sit in the interface vector.
+#[derive(Clone, Copy)]
+struct Section {
+    start: usize,
+    heads: usize,
+}
+
+impl Section {
+    fn key(&self, d: StepDims, h: usize) -> usize {
+        self.start + h * d.m
+    }
+    fn beta(&self, d: StepDims, h: usize) -> usize {
+        self.start + self.heads * d.m + h
+    }
+    fn gate(&self, d: StepDims, h: usize) -> usize {
+        self.start + self.heads * (d.m + 1) + h
+    }
+    fn shift(&self, d: StepDims, h: usize) -> usize {
+        self.start + self.heads * (d.m + 2) + h * d.s
+    }
+    fn gamma(&self, d: StepDims, h: usize) -> usize {
+        self.start + self.heads * (d.m + 2 + d.s) + h
+    }
+    /// First index after the head parameters (the write heads' erase vectors follow).
+    fn end(&self, d: StepDims) -> usize {
+        self.start + self.heads * d.p()
+    }
+}
+
+fn sections(d: StepDims) -> (Section, Section) {
+    let write = Section {
+        start: 0,
+        heads: d.w,
+    };
+    let read = Section {
+        start: write.end(d) + 2 * d.w * d.m,
+        heads: d.r,
+    };
+    (write, read)
+}
+
+/// Activated head parameters `[heads * (M + S + 3)]` from the raw interface `raw`.
+fn activate<T: Real>(d: StepDims, sec: Section, raw: &[T]) -> Vec<T> {
+    let (m, s, p) = (d.m, d.s, d.p());
+    let mut par = zeros::<T>(sec.heads * p);
+    for h in 0..sec.heads {
+        let out = &mut par[h * p..(h + 1) * p];
+        for j in 0..m {
+            out[j] = raw[sec.key(d, h) + j].tanh();
+        }
+        out[m] = softplus(raw[sec.beta(d, h)]);
+        out[m + 1] = sigmoid(raw[sec.gate(d, h)]);
+        let logits = &raw[sec.shift(d, h)..sec.shift(d, h) + s];
+        let top = logits
+            .iter()
+            .fold(T::neg_infinity(), |a, &x| Float::max(a, x));
+        let total = logits
+            .iter()
+            .fold(T::zero(), |a, &x| a + (x - top).exp_fast());
+        for k in 0..s {
+            out[m + 2 + k] = (logits[k] - top).exp_fast() / total;
+        }
+        out[m + 2 + s] = T::one() + softplus(raw[sec.gamma(d, h)]);
+    }
+    par
+}
+
+/// Backward of [`activate`]: raw gradients from the activated ones, written into `d_raw`.
+fn activate_backward<T: Float>(
+    d: StepDims,
+    sec: Section,
+    raw: &[T],
+    par: &[T],
+    d_par: &[T],
+    d_raw: &mut [T],
+) {
+    let (m, s, p) = (d.m, d.s, d.p());
+    for h in 0..sec.heads {
+        let (a, g) = (&par[h * p..(h + 1) * p], &d_par[h * p..(h + 1) * p]);
+        for j in 0..m {
+            d_raw[sec.key(d, h) + j] = g[j] * (T::one() - a[j] * a[j]);
+        }
+        d_raw[sec.beta(d, h)] = g[m] * sigmoid(raw[sec.beta(d, h)]);
+        d_raw[sec.gate(d, h)] = g[m + 1] * a[m + 1] * (T::one() - a[m + 1]);
+        let dot = (0..s).fold(T::zero(), |acc, k| acc + g[m + 2 + k] * a[m + 2 + k]);
+        for k in 0..s {
+            d_raw[sec.shift(d, h) + k] = a[m + 2 + k] * (g[m + 2 + k] - dot);
+        }
+        d_raw[sec.gamma(d, h)] = g[m + 2 + s] * sigmoid(raw[sec.gamma(d, h)]);
+    }
+}
+
+/// Erase (sigmoid) and add (tanh) vectors of the write heads, `[W * 2M]`, erase then add per head.
+fn erase_add<T: Float>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
+    let (m, base) = (d.m, write.end(d));
+    let mut ea = zeros::<T>(d.w * 2 * m);
+    for h in 0..d.w {
+        for j in 0..m {
+            ea[h * 2 * m + j] = sigmoid(raw[base + h * m + j]);
+            ea[h * 2 * m + m + j] = raw[base + d.w * m + h * m + j].tanh();
+        }
+    }
+    ea
+}
+
+/// Everything the forward pass computes for one batch element.
+struct Forward<T> {
+    write_par: Vec<T>,
+    read_par: Vec<T>,
+    ea: Vec<T>,
+    norms: Vec<T>,
+    written: Vec<T>,
+    written_norms: Vec<T>,
+    /// Write weightings, then read weightings: `[(W + R) * N]`.
+    weights: Vec<T>,
+    reads: Vec<T>,
+    write_caches: Vec<HeadCache<T>>,
+    read_caches: Vec<HeadCache<T>>,
+}
+
+fn step_one<T: Real>(d: StepDims, mem: &[T], raw: &[T], prev: &[T]) -> Forward<T> {
+    let (n, m, p) = (d.n, d.m, d.p());
+    let (ws, rs) = sections(d);
+    let write_par = activate(d, ws, raw);
+    let read_par = activate(d, rs, raw);
+    let ea = erase_add(d, ws, raw);
+    let norms = row_norms(mem, n, m);
+    let mut weights = zeros::<T>((d.w + d.r) * n);
+    let write_caches: Vec<HeadCache<T>> = (0..d.w)
+        .map(|h| {
+            let (par, prev) = (&write_par[h * p..(h + 1) * p], &prev[h * n..(h + 1) * n]);
+            head_forward(
+                d.head(d.w),
+                mem,
+                &norms,
+                par,
+                prev,
+                &mut weights[h * n..(h + 1) * n],
+            )
+        })
+        .collect();
+    let written = write_one(n, m, d.w, mem, &weights[..d.w * n], &ea);
+    let written_norms = row_norms(&written, n, m);
+    let read_caches: Vec<HeadCache<T>> = (0..d.r)
+        .map(|h| {
+            let o = (d.w + h) * n;
+            let (par, prev) = (&read_par[h * p..(h + 1) * p], &prev[o..o + n]);
+            head_forward(
+                d.head(d.r),
+                &written,
+                &written_norms,
+                par,
+                prev,
+                &mut weights[o..o + n],
+            )
+        })
+        .collect();
+    let mut reads = zeros::<T>(d.r * m);
+    for (h, out) in reads.chunks_exact_mut(m).enumerate() {
+        let w = &weights[(d.w + h) * n..(d.w + h + 1) * n];
+        for (row, &wi) in written.chunks_exact(m).zip(w) {
+            for (r, &x) in out.iter_mut().zip(row) {
+                *r += wi * x;
+            }
+        }
+    }
+    Forward {
+        write_par,
+        read_par,
+        ea,
+        norms,
+        written,
+        written_norms,
+        weights,
+        reads,
+        write_caches,
+        read_caches,
+    }
+}
+
+/// Gradients of one batch element's inputs.
+struct StepGrads<'a, T> {
+    memory: &'a mut [T],
+    interface: &'a mut [T],
+    weights: &'a mut [T],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_one_backward<T: Real>(
+    d: StepDims,
+    f: &Forward<T>,
+    mem: &[T],
+    raw: &[T],
+    prev: &[T],
+    g_written_out: &[T],
+    g_weights_out: &[T],
+    g_reads: &[T],
+    out: StepGrads<'_, T>,
+) {
+    let (n, m, p) = (d.n, d.m, d.p());
+    let (ws, rs) = sections(d);
+    let mut g_w = g_weights_out.to_vec();
+    let mut g_written = g_written_out.to_vec();
+
+    // Reads: r_h = sum_i wr_h(i) M'(i).
+    for h in 0..d.r {
+        let o = (d.w + h) * n;
+        let gr = &g_reads[h * m..(h + 1) * m];
+        let rows = f.written.chunks_exact(m).zip(g_written.chunks_exact_mut(m));
+        for (i, (row, g_row)) in rows.enumerate() {
+            g_w[o + i] += dot(gr, row);
+            let wi = f.weights[o + i];
+            for (g, &x) in g_row.iter_mut().zip(gr) {
+                *g += wi * x;
+            }
+        }
+    }
+
+    // Read-head addressing of the written memory.
+    let mut d_read_par = zeros::<T>(d.r * p);
+    let mut d_norms = zeros::<T>(n);
+    for h in 0..d.r {
+        let o = (d.w + h) * n;
+        head_backward(
+            d.head(d.r),
+            &f.written,
+            &f.written_norms,
+            &f.read_par[h * p..(h + 1) * p],
+            &prev[o..o + n],
+            &f.read_caches[h],
+            &g_w[o..o + n],
+            &mut g_written,
+            &mut d_norms,
+            &mut d_read_par[h * p..(h + 1) * p],
+            &mut out.weights[o..o + n],
+        );
+    }
+    norms_backward(&f.written, &f.written_norms, &d_norms, &mut g_written);
+
+    // Erase and add.
+    let mut g_ea = zeros::<T>(d.w * 2 * m);
+    write_one_backward(
+        n,
+        m,
+        d.w,
+        mem,
+        &f.weights[..d.w * n],
+        &f.ea,
+        &g_written,
+        out.memory,
+        &mut g_w[..d.w * n],
+        &mut g_ea,
+    );
+
+    // Write-head addressing of the previous memory.
+    let mut d_write_par = zeros::<T>(d.w * p);
+    let mut d_norms = zeros::<T>(n);
+    for h in 0..d.w {
+        head_backward(
+            d.head(d.w),
+            mem,
+            &f.norms,
+            &f.write_par[h * p..(h + 1) * p],
+            &prev[h * n..(h + 1) * n],
+            &f.write_caches[h],
+            &g_w[h * n..(h + 1) * n],
+            out.memory,
+            &mut d_norms,
+            &mut d_write_par[h * p..(h + 1) * p],
+            &mut out.weights[h * n..(h + 1) * n],
+        );
+    }
+    norms_backward(mem, &f.norms, &d_norms, out.memory);
+
+    // Activations.
+    activate_backward(d, ws, raw, &f.write_par, &d_write_par, out.interface);
+    activate_backward(d, rs, raw, &f.read_par, &d_read_par, out.interface);
+    let base = ws.end(d);
+    for h in 0..d.w {
+        for j in 0..m {
+            let (e, a) = (f.ea[h * 2 * m + j], f.ea[h * 2 * m + m + j]);
+            out.interface[base + h * m + j] = g_ea[h * 2 * m + j] * e * (T::one() - e);
+            out.interface[base + d.w * m + h * m + j] =
+                g_ea[h * 2 * m + m + j] * (T::one() - a * a);
+        }
+    }
+}
+
+/// One NTM memory step: `(state, interface [B, I])` to the next state, where a state is the flat
+/// concatenation of the memory `[B*N*M]`, the weightings `[B*(W+R)*N]` (write heads first) and
+/// the reads `[B*R*M]`. The previous reads are not an input of the step (their gradient is zero).
+///
+/// Each application is a fresh op that keeps its forward intermediates for its own backward
+/// pass, so the backward recomputes nothing.
+pub(crate) struct FusedStep {
+    dims: StepDims,
+    saved: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl FusedStep {
+    pub(crate) fn new(dims: StepDims) -> Self {
+        Self {
+            dims,
+            saved: Mutex::new(None),
+        }
+    }
+
+    fn forward<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> Vec<T> {
+        let d = self.dims;
+        let [lm, lw, lr] = d.parts(b);
+        let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
+        let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
+        let mut out = zeros::<T>(lm + lw + lr);
+        let mut saved = Vec::with_capacity(b);
+        for i in 0..b {
+            let f = step_one(
+                d,
+                &mem[i * nm..(i + 1) * nm],
+                &raw[i * ni..(i + 1) * ni],
+                &prev[i * nw..(i + 1) * nw],
+            );
+            out[i * nm..(i + 1) * nm].copy_from_slice(&f.written);
+            out[lm + i * nw..lm + (i + 1) * nw].copy_from_slice(&f.weights);
+            out[lm + lw + i * nr..lm + lw + (i + 1) * nr].copy_from_slice(&f.reads);
+            saved.push(f);
+        }
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
+        out
+    }
+
+    fn backward<T: Real>(
+        &self,
+        t: [&Tensor; 3],
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = self.dims;
+        let b = t[1].dim(0)?;
+        let grad = t[2].contiguous()?;
+        let (s_state, l_state) = t[0].storage_and_layout();
+        let (s_raw, l_raw) = t[1].storage_and_layout();
+        let (s_grad, l_grad) = grad.storage_and_layout();
+        let (state, raw, grad) = (
+            cpu_slice::<T>(&s_state, l_state)?,
+            cpu_slice::<T>(&s_raw, l_raw)?,
+            cpu_slice::<T>(&s_grad, l_grad)?,
+        );
+        let [lm, lw, _] = d.parts(b);
+        let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
+        let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let forwards: Vec<Forward<T>> =
+            match saved.and_then(|s| s.downcast::<Vec<Forward<T>>>().ok()) {
+                Some(f) if f.len() == b => *f,
+                _ => (0..b)
+                    .map(|i| {
+                        step_one(
+                            d,
+                            &mem[i * nm..(i + 1) * nm],
+                            &raw[i * ni..(i + 1) * ni],
+                            &prev[i * nw..(i + 1) * nw],
+                        )
+                    })
+                    .collect(),
+            };
+        let mut g_state = zeros::<T>(state.len());
+        let mut g_raw = zeros::<T>(raw.len());
+        let (g_mem, rest) = g_state.split_at_mut(lm);
+        let g_prev = &mut rest[..lw];
+        for (i, f) in forwards.iter().enumerate() {
+            step_one_backward(
+                d,
+                f,
+                &mem[i * nm..(i + 1) * nm],
+                &raw[i * ni..(i + 1) * ni],
+                &prev[i * nw..(i + 1) * nw],
+                &grad[i * nm..(i + 1) * nm],
+                &grad[lm + i * nw..lm + (i + 1) * nw],
+                &grad[lm + lw + i * nr..lm + lw + (i + 1) * nr],
+                StepGrads {
+                    memory: &mut g_mem[i * nm..(i + 1) * nm],
+                    interface: &mut g_raw[i * ni..(i + 1) * ni],
+                    weights: &mut g_prev[i * nw..(i + 1) * nw],
+                },
+            );
+        }
+        let dev = t[0].device();
+        Ok((
+            Some(Tensor::from_vec(g_state, t[0].shape(), dev)?),
+            Some(Tensor::from_vec(g_raw, t[1].shape(), dev)?),
+        ))
+    }
+}
+
+impl CustomOp2 for FusedStep {
+    fn name(&self) -> &'static str {
+        "ntm-fused-memory-step"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let b = l2.shape().dims2()?.0;
+        let total: usize = self.dims.parts(b).iter().sum();
+        if l1.shape().elem_count() != total {
+            candle_core::bail!(
+                "fused memory step: state has {} elements, expected {total}",
+                l1.shape().elem_count()
+            )
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => storage(self.forward::<f32>(b, slice(s1, l1)?, slice(s2, l2)?)),
+            CpuStorage::F64(_) => storage(self.forward::<f64>(b, slice(s1, l1)?, slice(s2, l2)?)),
+            _ => candle_core::bail!("fused memory step: only f32 and f64 are supported"),
+        };
+        Ok((out, Shape::from(total)))
+    }
+
+    fn bwd(
+        &self,
+        state: &Tensor,
+        interface: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let t = [state, interface, grad];
+        match state.dtype() {
+            candle_core::DType::F32 => self.backward::<f32>(t),
+            candle_core::DType::F64 => self.backward::<f64>(t),
+            dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
         }
     }
 }

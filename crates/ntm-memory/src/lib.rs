@@ -28,7 +28,7 @@
 use candle_core::{DType, Tensor};
 
 mod fused;
-use ntm_addressing::{address, softmax, AddressingError, HeadParams};
+use ntm_addressing::{address_unfused, softmax, AddressingError, HeadParams};
 use ntm_params::{sigmoid, softplus, Init, Params, ParamsError};
 use serde::{Deserialize, Serialize};
 
@@ -182,17 +182,84 @@ impl NtmMemoryConfig {
     }
 }
 
-/// State of an [`NtmMemory`] between steps.
+/// State of an [`NtmMemory`] between steps, for a batch of `B` sequences.
+///
+/// Memory contents `[B, N, M]`, weightings `[B, W + R, N]` (write heads first) and reads
+/// `[B, R * M]` live in one flat tensor, which is what the fused step consumes and produces: one
+/// graph node per step instead of a node per piece.
 #[derive(Debug, Clone)]
 pub struct NtmState {
+    flat: Tensor,
+    reads: Tensor,
+    dims: fused::StepDims,
+    batch: usize,
+}
+
+impl NtmState {
+    fn new(flat: Tensor, dims: fused::StepDims, batch: usize) -> Result<Self> {
+        let [lm, lw, lr] = dims.parts(batch);
+        let reads = flat
+            .narrow(0, lm + lw, lr)?
+            .reshape((batch, dims.r * dims.m))?;
+        Ok(Self {
+            flat,
+            reads,
+            dims,
+            batch,
+        })
+    }
+
+    fn from_parts(
+        memory: &Tensor,
+        weights: &Tensor,
+        reads: &Tensor,
+        dims: fused::StepDims,
+    ) -> Result<Self> {
+        let batch = memory.dim(0)?;
+        let flat = Tensor::cat(
+            &[
+                memory.flatten_all()?,
+                weights.flatten_all()?,
+                reads.flatten_all()?,
+            ],
+            0,
+        )?;
+        Self::new(flat, dims, batch)
+    }
+
     /// Memory contents `[batch, N, M]`.
-    pub memory: Tensor,
-    /// Read weightings `[batch, R, N]`.
-    pub read_weights: Tensor,
+    pub fn memory(&self) -> Result<Tensor> {
+        let [lm, ..] = self.dims.parts(self.batch);
+        Ok(self
+            .flat
+            .narrow(0, 0, lm)?
+            .reshape((self.batch, self.dims.n, self.dims.m))?)
+    }
+
+    /// Weightings of the write heads, then of the read heads: `[batch, W + R, N]`.
+    pub fn weights(&self) -> Result<Tensor> {
+        let [lm, lw, _] = self.dims.parts(self.batch);
+        let heads = self.dims.w + self.dims.r;
+        Ok(self
+            .flat
+            .narrow(0, lm, lw)?
+            .reshape((self.batch, heads, self.dims.n))?)
+    }
+
     /// Write weightings `[batch, W, N]`.
-    pub write_weights: Tensor,
+    pub fn write_weights(&self) -> Result<Tensor> {
+        Ok(self.weights()?.narrow(1, 0, self.dims.w)?)
+    }
+
+    /// Read weightings `[batch, R, N]`.
+    pub fn read_weights(&self) -> Result<Tensor> {
+        Ok(self.weights()?.narrow(1, self.dims.w, self.dims.r)?)
+    }
+
     /// Read vectors `[batch, R * M]`.
-    pub reads: Tensor,
+    pub fn reads(&self) -> &Tensor {
+        &self.reads
+    }
 }
 
 /// The Neural Turing Machine memory: `W` write heads then `R` read heads per step.
@@ -373,18 +440,22 @@ impl Memory for NtmMemory {
                 .unsqueeze(0)?
                 .broadcast_as((batch, heads, c.rows))?)
         };
-        Ok(NtmState {
-            memory: self
-                .memory0
-                .unsqueeze(0)?
-                .broadcast_as((batch, c.rows, c.width))?,
-            read_weights: expand(&self.read_w0, c.read_heads)?,
-            write_weights: expand(&self.write_w0, c.write_heads)?,
-            reads: self
-                .reads0
-                .unsqueeze(0)?
-                .broadcast_as((batch, self.read_size()))?,
-        })
+        let weights = Tensor::cat(
+            &[
+                expand(&self.write_w0, c.write_heads)?,
+                expand(&self.read_w0, c.read_heads)?,
+            ],
+            1,
+        )?;
+        let memory = self
+            .memory0
+            .unsqueeze(0)?
+            .broadcast_as((batch, c.rows, c.width))?;
+        let reads = self
+            .reads0
+            .unsqueeze(0)?
+            .broadcast_as((batch, self.read_size()))?;
+        NtmState::from_parts(&memory, &weights, &reads, self.dims())
     }
 
     fn reads(&self, state: &NtmState) -> Tensor {
@@ -392,18 +463,64 @@ impl Memory for NtmMemory {
     }
 
     fn step(&self, interface: &Tensor, state: &NtmState) -> Result<NtmState> {
-        let c = &self.config;
-        let (m, s, r, w) = (c.width, c.shifts(), c.read_heads, c.write_heads);
         let b = match interface.dims() {
-            [b, i] if *i == self.interface_size() => *b,
+            [b, i] if *i == self.interface_size() && *b == state.batch => *b,
             got => {
                 return Err(MemoryError::Shape {
                     argument: "interface",
                     got: got.to_vec(),
-                    expected: format!("[batch, {}]", self.interface_size()),
+                    expected: format!("[{}, {}]", state.batch, self.interface_size()),
                 })
             }
         };
+        if state.flat.device().is_cpu() && matches!(state.flat.dtype(), DType::F32 | DType::F64) {
+            let op = fused::FusedStep::new(self.dims());
+            let flat = state.flat.apply_op2(&interface.contiguous()?, op)?;
+            return NtmState::new(flat, self.dims(), b);
+        }
+        self.step_unfused(interface, state)
+    }
+
+    fn trace(&self, state: &NtmState) -> MemoryTrace {
+        let detached = NtmState {
+            flat: state.flat.detach(),
+            ..state.clone()
+        };
+        let or_empty = |t: Result<Tensor>| {
+            t.unwrap_or_else(|_| {
+                state
+                    .reads
+                    .zeros_like()
+                    .unwrap_or_else(|_| state.reads.clone())
+            })
+        };
+        MemoryTrace {
+            memory: or_empty(detached.memory()),
+            write_weights: or_empty(detached.write_weights()),
+            read_weights: or_empty(detached.read_weights()),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl NtmMemory {
+    fn dims(&self) -> fused::StepDims {
+        let c = &self.config;
+        fused::StepDims {
+            n: c.rows,
+            m: c.width,
+            r: c.read_heads,
+            w: c.write_heads,
+            s: c.shifts(),
+        }
+    }
+
+    /// One step composed of candle operations: the reference for the fused step, and the path
+    /// on devices other than the CPU.
+    pub fn step_unfused(&self, interface: &Tensor, state: &NtmState) -> Result<NtmState> {
+        let c = &self.config;
+        let (m, s, r, w) = (c.width, c.shifts(), c.read_heads, c.write_heads);
+        let b = interface.dim(0)?;
         let raw = split(
             interface,
             &[w * m, w, w, w * s, w, w * m, w * m, r * m, r, r, r * s, r],
@@ -413,24 +530,12 @@ impl Memory for NtmMemory {
         let add = raw[6].tanh()?.reshape((b, w, m))?;
         let read_params = head_params(&raw[7..12], r, m, s)?;
 
-        let write_weights = address(&state.memory, &write_params, &state.write_weights)?;
-        let memory = write(&state.memory, &write_weights, &erase, &add)?;
-        let read_weights = address(&memory, &read_params, &state.read_weights)?;
-        let reads = read(&memory, &read_weights)?.reshape((b, r * m))?;
-        Ok(NtmState {
-            memory,
-            read_weights,
-            write_weights,
-            reads,
-        })
-    }
-
-    fn trace(&self, state: &NtmState) -> MemoryTrace {
-        MemoryTrace {
-            memory: state.memory.clone(),
-            read_weights: state.read_weights.clone(),
-            write_weights: state.write_weights.clone(),
-            extra: Vec::new(),
-        }
+        let previous = state.memory()?;
+        let write_weights = address_unfused(&previous, &write_params, &state.write_weights()?)?;
+        let memory = write_unfused(&previous, &write_weights, &erase, &add)?;
+        let read_weights = address_unfused(&memory, &read_params, &state.read_weights()?)?;
+        let reads = read(&memory, &read_weights)?;
+        let weights = Tensor::cat(&[write_weights, read_weights], 1)?;
+        NtmState::from_parts(&memory, &weights, &reads, self.dims())
     }
 }

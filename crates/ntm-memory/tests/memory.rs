@@ -180,7 +180,7 @@ fn memory_step_gradients_match_finite_differences() {
                 for _ in 0..3 {
                     state = memory.step(interface.as_tensor(), &state)?;
                 }
-                Ok((memory.reads(&state).sqr()?.sum_all()? + state.memory.sum_all()?)?)
+                Ok((memory.reads(&state).sqr()?.sum_all()? + state.memory()?.sum_all()?)?)
             };
             run().map_err(|e| candle_core::Error::Msg(e.to_string()))
         },
@@ -252,7 +252,8 @@ fn initial_state_follows_the_init_mode() {
     let m: Vec<f32> = constant
         .initial_state(1)
         .unwrap()
-        .memory
+        .memory()
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
@@ -270,7 +271,8 @@ fn initial_state_follows_the_init_mode() {
     let a: Vec<f32> = random_a
         .initial_state(1)
         .unwrap()
-        .memory
+        .memory()
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
@@ -278,7 +280,8 @@ fn initial_state_follows_the_init_mode() {
     let b: Vec<f32> = random_b
         .initial_state(1)
         .unwrap()
-        .memory
+        .memory()
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
@@ -289,7 +292,8 @@ fn initial_state_follows_the_init_mode() {
     let w: Vec<f32> = constant
         .initial_state(1)
         .unwrap()
-        .read_weights
+        .read_weights()
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
@@ -339,5 +343,91 @@ fn fused_write_matches_unfused_values_and_gradients() {
                 .unwrap();
             assert!(d < 1e-10, "heads {heads}: gradient difference {d}");
         }
+    }
+}
+
+/// Runs three steps of `step` and returns a scalar touching every output.
+fn three_steps(
+    memory: &NtmMemory,
+    interface: &Var,
+    step: impl Fn(
+        &NtmMemory,
+        &Tensor,
+        &ntm_memory::NtmState,
+    ) -> Result<ntm_memory::NtmState, MemoryError>,
+) -> candle_core::Result<Tensor> {
+    let run = || -> Result<Tensor, MemoryError> {
+        let mut state = memory.initial_state(2)?;
+        let proj = var(&[2, memory.read_size()], 31);
+        let mut total = Tensor::zeros((), DType::F64, &Device::Cpu)?;
+        for t in 0..3 {
+            let x = (interface.as_tensor() * (1.0 + t as f64 * 0.3))?;
+            state = step(memory, &x, &state)?;
+            total = (total + (memory.reads(&state) * proj.as_tensor())?.sum_all()?)?;
+            total = (total + (state.weights()?.sqr()?.sum_all()? * 0.5)?)?;
+        }
+        Ok((total + state.memory()?.sum_all()?)?)
+    };
+    run().map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+#[test]
+fn fused_and_unfused_steps_agree_in_value_and_gradient() {
+    let params = Params::new(9, DType::F64, &Device::Cpu);
+    let config = NtmMemoryConfig {
+        rows: 7,
+        width: 3,
+        read_heads: 2,
+        write_heads: 2,
+        init: MemoryInit::Learned,
+        ..Default::default()
+    };
+    let memory = NtmMemory::new(&params.pp("memory"), &config).unwrap();
+    let interface = var(&[2, memory.interface_size()], 17);
+    let mut vars: Vec<Var> = params.named_vars().into_iter().map(|(_, v)| v).collect();
+    vars.push(interface.clone());
+
+    let fused = three_steps(&memory, &interface, |m, x, s| m.step(x, s)).unwrap();
+    let unfused = three_steps(&memory, &interface, |m, x, s| m.step_unfused(x, s)).unwrap();
+    let (a, b): (f64, f64) = (fused.to_scalar().unwrap(), unfused.to_scalar().unwrap());
+    assert!((a - b).abs() < 1e-10 * a.abs().max(1.0), "{a} vs {b}");
+
+    let (gf, gu) = (fused.backward().unwrap(), unfused.backward().unwrap());
+    for (i, v) in vars.iter().enumerate() {
+        let (a, b) = match (gf.get(v.as_tensor()), gu.get(v.as_tensor())) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => continue, // the initial reads do not reach this loss
+            (a, b) => panic!(
+                "var {i}: fused has a gradient: {}, unfused: {}",
+                a.is_some(),
+                b.is_some()
+            ),
+        };
+        let d: f64 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-9, "gradient difference {d}");
+    }
+
+    for step in [true, false] {
+        let report = check_gradients(
+            &vars,
+            || {
+                if step {
+                    three_steps(&memory, &interface, |m, x, s| m.step(x, s))
+                } else {
+                    three_steps(&memory, &interface, |m, x, s| m.step_unfused(x, s))
+                }
+            },
+            1e-6,
+            16,
+        )
+        .unwrap();
+        assert!(report.max_error < 1e-6, "fused {step}: {report:?}");
     }
 }
