@@ -48,25 +48,32 @@ fn addressing(c: &mut Criterion) {
 fn model_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("ntm-step");
     for b in [1usize, 32] {
-        let config = ModelConfig {
-            kind: ModelKind::LstmNtm,
-            ..Default::default()
-        };
-        let model = config
-            .build(9, 8, 0, DType::F32, &Device::Cpu)
-            .expect("model");
-        let x = Tensor::rand(0f32, 1f32, (1, b, 9), &Device::Cpu).expect("input");
-        g.bench_function(BenchmarkId::new("forward", b), |bench| {
-            bench.iter(|| model.forward(&x).expect("forward"))
-        });
-        g.bench_function(BenchmarkId::new("forward+backward", b), |bench| {
-            bench.iter(|| {
-                model
-                    .forward(&x)
-                    .and_then(|y| Ok(y.sum_all()?.backward()?))
-                    .expect("step")
-            })
-        });
+        for fused in [true, false] {
+            let mut config = ModelConfig {
+                kind: ModelKind::LstmNtm,
+                ..Default::default()
+            };
+            config.memory.fused = fused;
+            let model = config
+                .build(9, 8, 0, DType::F32, &Device::Cpu)
+                .expect("model");
+            let x = Tensor::rand(0f32, 1f32, (1, b, 9), &Device::Cpu).expect("input");
+            let path = if fused { "fused" } else { "unfused" };
+            g.bench_function(BenchmarkId::new(format!("{path}/forward"), b), |bench| {
+                bench.iter(|| model.forward(&x).expect("forward"))
+            });
+            g.bench_function(
+                BenchmarkId::new(format!("{path}/forward+backward"), b),
+                |bench| {
+                    bench.iter(|| {
+                        model
+                            .forward(&x)
+                            .and_then(|y| Ok(y.sum_all()?.backward()?))
+                            .expect("step")
+                    })
+                },
+            );
+        }
     }
     g.finish();
 }

@@ -131,6 +131,9 @@ pub struct NtmMemoryConfig {
     pub shift_range: usize,
     /// How memory starts each episode.
     pub init: MemoryInit,
+    /// Run each step as one fused op on the CPU (the default); `false` runs the composition of
+    /// candle operations that serves as its reference, for comparisons and benchmarks.
+    pub fused: bool,
 }
 
 impl Default for NtmMemoryConfig {
@@ -142,6 +145,7 @@ impl Default for NtmMemoryConfig {
             write_heads: 1,
             shift_range: 1,
             init: MemoryInit::Constant,
+            fused: true,
         }
     }
 }
@@ -473,7 +477,9 @@ impl Memory for NtmMemory {
                 })
             }
         };
-        if state.flat.device().is_cpu() && matches!(state.flat.dtype(), DType::F32 | DType::F64) {
+        let cpu =
+            state.flat.device().is_cpu() && matches!(state.flat.dtype(), DType::F32 | DType::F64);
+        if self.config.fused && cpu {
             let op = fused::FusedStep::new(self.dims());
             let flat = state.flat.apply_op2(&interface.contiguous()?, op)?;
             return NtmState::new(flat, self.dims(), b);

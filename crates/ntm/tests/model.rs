@@ -257,3 +257,43 @@ fn configs_read_from_toml_and_reject_typos() {
     assert!(toml::from_str::<ModelConfig>("kind = \"ff-ntm\"\nsise = 3\n").is_err());
     assert!(toml::from_str::<ModelConfig>("kind = \"gru\"\n").is_err());
 }
+
+#[test]
+fn fused_and_unfused_memory_give_the_same_model() {
+    let x = inputs(5, 2, 4, DType::F64);
+    let weights = inputs(5, 2, 3, DType::F64);
+    let run = |fused: bool| {
+        let mut config = small(ModelKind::LstmNtm);
+        config.memory.fused = fused;
+        let model = config.build(4, 3, 3, DType::F64, &Device::Cpu).unwrap();
+        let loss = (model.forward(&x).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let flat: Vec<f64> = model
+            .params()
+            .named_vars()
+            .iter()
+            .flat_map(|(_, v)| {
+                grads
+                    .get(v.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            })
+            .collect();
+        (loss.to_scalar::<f64>().unwrap(), flat)
+    };
+    let (fused, unfused) = (run(true), run(false));
+    assert!((fused.0 - unfused.0).abs() < 1e-10);
+    let worst = fused
+        .1
+        .iter()
+        .zip(&unfused.1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-9, "{worst}");
+}
