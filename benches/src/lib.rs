@@ -1,5 +1,11 @@
 //! Criterion benchmarks of the NTM workspace live in `benches/ntm.rs`; run them with
 //! `cargo bench -p ntm-benches`. This library holds the shared set-up.
+//!
+//! ```
+//! let (memory, params, previous) = ntm_benches::addressing_inputs(2, 1, 16, 4).unwrap();
+//! let w = ntm::addressing::address(&memory, &params, &previous).unwrap();
+//! assert_eq!(w.dims(), &[2, 1, 16]);
+//! ```
 
 use candle_core::{DType, Device, Tensor};
 use ntm::addressing::HeadParams;

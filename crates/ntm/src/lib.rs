@@ -41,6 +41,11 @@ use ntm_controller::{
 use ntm_memory::{Memory, MemoryError, MemoryTrace, NtmMemory, NtmMemoryConfig};
 use ntm_params::{Linear, Params, ParamsError};
 
+// The README's Rust example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctest;
+
 /// Errors from building or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum NtmError {
