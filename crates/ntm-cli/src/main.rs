@@ -63,7 +63,8 @@ struct TrainArgs {
     /// copy, repeat-copy, associative-recall, ngrams or priority-sort.
     #[arg(long)]
     task: Option<String>,
-    /// ff-ntm, lstm-ntm or lstm (default: lstm-ntm, or the config file's).
+    /// ff-ntm, lstm-ntm or lstm (default: the config file's, else ff-ntm for associative
+    /// recall and lstm-ntm for the other tasks).
     #[arg(long)]
     model: Option<ModelKind>,
     /// A TOML run config; its values override the embedded defaults.

@@ -33,7 +33,7 @@ pub mod trainer;
 
 use std::path::PathBuf;
 
-pub use config::{paper_model, RunConfig, TrainConfig};
+pub use config::{default_model, paper_model, RunConfig, TrainConfig};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use trainer::{
     evaluate, load_run, read_metrics, trace, EvalStats, LoadedRun, MetricsRecord, Observer, Quiet,
