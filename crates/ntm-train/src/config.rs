@@ -138,7 +138,7 @@ impl RunConfig {
     /// The embedded default run of `task` with a `kind` model: the paper's model, task and
     /// optimiser ([`TrainConfig::default`]), with a stopping rule per task: the three
     /// algorithmic tasks stop after three validations in a row under 0.1 bits per sequence,
-    /// N-grams after 20 minutes, priority sort after 30 minutes.
+    /// N-grams and priority sort after 30 minutes.
     pub fn default_for(task: &str, kind: ModelKind) -> Result<Self> {
         let mut train = TrainConfig::default();
         match task {
@@ -146,8 +146,7 @@ impl RunConfig {
                 train.target_cost = 0.1;
                 train.patience = 3;
             }
-            "ngrams" => train.max_seconds = 1200.0,
-            "priority-sort" => train.max_seconds = 1800.0,
+            "ngrams" | "priority-sort" => train.max_seconds = 1800.0,
             _ => {}
         }
         Ok(Self {
@@ -376,7 +375,10 @@ mod tests {
     #[test]
     fn recall_defaults_to_the_feedforward_ntm() {
         let c = RunConfig::resolve(Some("associative-recall"), None, None, &[]).unwrap();
-        assert_eq!((c.model.kind, c.model.size, c.model.memory.read_heads), (ModelKind::FfNtm, 256, 4));
+        assert_eq!(
+            (c.model.kind, c.model.size, c.model.memory.read_heads),
+            (ModelKind::FfNtm, 256, 4)
+        );
         let c = RunConfig::resolve(Some("copy"), None, None, &[]).unwrap();
         assert_eq!(c.model.kind, ModelKind::LstmNtm);
     }
