@@ -28,7 +28,7 @@ pub fn script(runs: &[RunSpec], out: &Path) -> String {
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
     s.push_str("# Neural Turing Machine sweep: one array index per (task, model, seed).\n");
-    s.push_str("# Submit with `sbatch THIS_FILE`; then `cargo xtask report --out OUT` builds the report.\n");
+    s.push_str(&format!("# mkdir -p {0} && sbatch THIS_FILE; afterwards `cargo xtask report --out {0}` builds the report.\n", quote(&out.display().to_string())));
     s.push_str("#SBATCH --job-name=ntm-sweep\n");
     s.push_str(&format!(
         "#SBATCH --array=0-{}\n",
