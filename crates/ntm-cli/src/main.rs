@@ -247,12 +247,14 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
     let mut observer = Bar(bar);
     let summary = trainer.run(&out, &mut observer)?;
     observer.0.finish_and_clear();
+    let target = config.train.target_cost;
     let converged = match summary.converged_at_sequences {
         Some(n) => format!(
             "converged at {n} sequences ({:.0} s)",
             summary.converged_at_seconds.unwrap_or(0.0)
         ),
-        None => "did not reach the target".to_string(),
+        None if target > 0.0 => format!("did not reach {target} bits/seq"),
+        None => "no target set".to_string(),
     };
     println!(
         "{} {}: {:.3} bits/seq on validation after {} sequences in {:.0} s ({:.0} seq/s); {converged}; summary in {}",

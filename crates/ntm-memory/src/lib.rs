@@ -276,6 +276,9 @@ impl NtmState {
 /// shifts `[W*S]`, gammas `[W]`, erase vectors `[W*M]`, add vectors `[W*M]`; then the same for
 /// the read heads without erase and add. Activations: keys and adds `tanh`, betas `softplus`,
 /// gates and erases `sigmoid`, shifts `softmax`, gammas `1 + softplus`.
+///
+/// On the CPU each step runs as one fused op (see [`NtmMemoryConfig::fused`]); elsewhere it is
+/// composed of candle operations ([`NtmMemory::step_unfused`]).
 #[derive(Debug, Clone)]
 pub struct NtmMemory {
     config: NtmMemoryConfig,
