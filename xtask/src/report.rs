@@ -106,6 +106,13 @@ pub fn collect(out: &Path) -> Result<(Vec<RunResult>, Vec<PathBuf>)> {
     Ok((done, unfinished))
 }
 
+/// Sorts generalisation sizes numerically: `6 < 12`, `10x5 < 10x20 < 20x10`.
+fn size_key(size: &str) -> Vec<u64> {
+    size.split(['x', 'X'])
+        .map(|p| p.trim().parse().unwrap_or(u64::MAX))
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
@@ -256,6 +263,7 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
                     }
                 }
             }
+            s.sort_by_key(|k| size_key(k));
             s
         };
         let _ = writeln!(md, "\n## {task}\n");

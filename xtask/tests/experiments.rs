@@ -118,7 +118,7 @@ fn fake_run(out: &Path, task: &str, model: &str, seed: u64, cost: f64, converged
     std::fs::write(dir.join("metrics.jsonl"), metrics).unwrap();
     std::fs::write(
         dir.join("eval.json"),
-        format!("{{\"20\": {cost}, \"40\": {}}}", cost * 3.0),
+        format!("{{\"5\": {cost}, \"40\": {}}}", cost * 3.0),
     )
     .unwrap();
 }
@@ -141,7 +141,10 @@ fn the_report_has_tables_curves_and_lists_unfinished_runs() {
         md.contains("| lstm-ntm | 62,736 (67,561) | 2 | 2/2 | 2,000 | 60 s |"),
         "{md}"
     );
-    assert!(md.contains("at 20 |") && md.contains("at 40 |"));
+    assert!(
+        md.contains("at 5 | at 40 |"),
+        "sizes in numeric order: {md}"
+    );
     assert!(md.contains("![copy learning curves](figures/copy-curves.svg)"));
     assert!(md.contains("runs/copy/ff-ntm/seed0"));
     let svg = std::fs::read_to_string(out.join("figures/copy-curves.svg")).unwrap();
