@@ -92,12 +92,13 @@ pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Re
 #[derive(Debug, Clone)]
 pub struct HeadCache<T> {
     key_norm: T,
-    dot: Vec<T>,
     denom: Vec<T>,
     cos: Vec<T>,
     content: Vec<T>,
     gated: Vec<T>,
     shifted: Vec<T>,
+    /// `ln((shifted + eps) / top)`, the logarithms the sharpening raised to gamma.
+    logs: Vec<T>,
     powered: Vec<T>,
     total: T,
 }
@@ -253,15 +254,13 @@ pub fn head_forward<T: Real>(
 
     // Content: cosine similarity, then a softmax of beta * cos.
     let key_norm = (dot(key, key) + eps * eps).sqrt();
-    let mut dot = zeros::<T>(n);
     let mut denom = zeros::<T>(n);
     let mut cos = zeros::<T>(n);
     let mut z_max = T::neg_infinity();
     for i in 0..n {
         let row = &mem[i * m..(i + 1) * m];
-        dot[i] = self::dot(row, key);
         denom[i] = key_norm * norms[i] + eps;
-        cos[i] = dot[i] / denom[i];
+        cos[i] = dot(row, key) / denom[i];
         z_max = Float::max(z_max, beta * cos[i]);
     }
     let mut content: Vec<T> = cos.iter().map(|&x| (beta * x - z_max).exp_fast()).collect();
@@ -285,22 +284,23 @@ pub fn head_forward<T: Real>(
     // keeps the powers away from underflow.
     let eps2 = c::<T>(SHARPEN_EPS);
     let top = shifted.iter().fold(T::zero(), |a, &x| Float::max(a, x)) + eps2;
-    let powered: Vec<T> = shifted
+    let logs: Vec<T> = shifted
         .iter()
-        .map(|&x| (((x + eps2) / top).ln_fast() * gamma).exp_fast())
+        .map(|&x| ((x + eps2) / top).ln_fast())
         .collect();
+    let powered: Vec<T> = logs.iter().map(|&l| (l * gamma).exp_fast()).collect();
     let total = powered.iter().fold(T::zero(), |a, &x| a + x);
     for (o, &p) in out.iter_mut().zip(&powered) {
         *o = p / total;
     }
     HeadCache {
         key_norm,
-        dot,
         denom,
         cos,
         content,
         gated,
         shifted,
+        logs,
         powered,
         total,
     }
@@ -326,7 +326,6 @@ pub fn head_backward<T: Real>(
 ) {
     let (n, m, s) = (d.n, d.m, d.s);
     let r = s / 2;
-    let w: Vec<T> = cache.powered.iter().map(|&p| p / cache.total).collect();
     let key = &par[..m];
     let (beta, gate) = (par[m], par[m + 1]);
     let shift = &par[m + 2..m + 2 + s];
@@ -334,24 +333,23 @@ pub fn head_backward<T: Real>(
     let eps2 = c::<T>(SHARPEN_EPS);
     // The forward pass scales by the largest entry `top`; the scale cancels in w and in the
     // gamma gradient (sum_i dp_i p_i = 0), so it is treated as a constant here.
-    let top = cache
-        .shifted
-        .iter()
-        .fold(T::zero(), |a, &x| Float::max(a, x))
-        + eps2;
 
     // Sharpen: w = p / P  =>  dp_i = (dw_i - sum_j dw_j w_j) / P.
-    let dot_w = dot(grad, &w);
+    let inv_total = T::one() / cache.total;
+    let dot_w = dot(grad, &cache.powered) * inv_total;
     // p_i = ((ws_i + eps) / top)^gamma  =>  dws_i = dp_i gamma p_i / (ws_i + eps),
-    // dgamma = sum_i dp_i p_i ln(ws_i + eps).
-    let mut d_shifted = zeros::<T>(n);
-    let mut d_gamma = T::zero();
-    for i in 0..n {
-        let dp = (grad[i] - dot_w) / cache.total;
-        let base = cache.shifted[i] + eps2;
-        d_shifted[i] = dp * gamma * cache.powered[i] / base;
-        d_gamma += dp * cache.powered[i] * (base / top).ln_fast();
-    }
+    // dgamma = sum_i dp_i p_i ln((ws_i + eps) / top).
+    let dp_p: Vec<T> = grad
+        .iter()
+        .zip(&cache.powered)
+        .map(|(&g, &p)| (g - dot_w) * inv_total * p)
+        .collect();
+    let d_gamma = dot(&dp_p, &cache.logs);
+    let d_shifted: Vec<T> = dp_p
+        .iter()
+        .zip(&cache.shifted)
+        .map(|(&x, &ws)| x * gamma / (ws + eps2))
+        .collect();
 
     // Shift: ws_i = sum_k wg[(i - t_k) mod n] s_k, t_k = (k - r) mod n.
     let mut d_gated = zeros::<T>(n);
@@ -373,28 +371,36 @@ pub fn head_backward<T: Real>(
     }
 
     // Softmax: dz_i = wc_i (dwc_i - sum_j dwc_j wc_j); z = beta cos.
-    let dot_c = d_content
+    let dot_c = dot(&d_content, &cache.content);
+    let dz: Vec<T> = d_content
         .iter()
         .zip(&cache.content)
-        .fold(T::zero(), |a, (&g, &x)| a + g * x);
-    let mut d_beta = T::zero();
-    let mut d_key_norm = T::zero();
+        .map(|(&g, &x)| x * (g - dot_c))
+        .collect();
+    let d_beta = dot(&dz, &cache.cos);
+    // cos = dot / den, den = |k| |M_i| + eps.
+    let d_dot: Vec<T> = dz
+        .iter()
+        .zip(&cache.denom)
+        .map(|(&z, &den)| beta * z / den)
+        .collect();
+    let d_den: Vec<T> = d_dot
+        .iter()
+        .zip(&cache.cos)
+        .map(|(&dd, &cos)| -dd * cos)
+        .collect();
+    let d_key_norm = dot(&d_den, norms);
+    for (dn, &x) in d_norms.iter_mut().zip(&d_den) {
+        *dn += x * cache.key_norm;
+    }
     let d_key = &mut d_par[..m];
     d_key.iter_mut().for_each(|x| *x = T::zero());
-    for i in 0..n {
-        let dz = cache.content[i] * (d_content[i] - dot_c);
-        d_beta += dz * cache.cos[i];
-        let d_cos = beta * dz;
-        // cos = dot / den, den = |k| |M_i| + eps.
-        let d_dot = d_cos / cache.denom[i];
-        let d_den = -d_cos * cache.dot[i] / (cache.denom[i] * cache.denom[i]);
-        d_key_norm += d_den * norms[i];
-        d_norms[i] += d_den * cache.key_norm;
+    for (i, &dd) in d_dot.iter().enumerate() {
         let row = &mem[i * m..(i + 1) * m];
         let d_row = &mut d_mem[i * m..(i + 1) * m];
         for j in 0..m {
-            d_key[j] += d_dot * row[j];
-            d_row[j] += d_dot * key[j];
+            d_key[j] += dd * row[j];
+            d_row[j] += dd * key[j];
         }
     }
     // |k| = sqrt(sum k^2 + eps^2)  =>  dk_j += d|k| k_j / |k|.

@@ -28,6 +28,30 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its position in the option enum of mimalloc 3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// That option's default in mimalloc 3, in milliseconds.
+const MI_DEFAULT_PURGE_DELAY: std::ffi::c_long = 1000;
+
+/// Keeps freed memory mapped. A training step frees everything its graph held (tens of
+/// megabytes at batch 32); by default mimalloc hands idle pages back to the OS, and a later step
+/// faults them in again, zeroed, which took about 10% of the time at batch 32.
+/// The option is only changed when it reads as its default, so a future reordering of the
+/// enum cannot set some other option; `MIMALLOC_PURGE_DELAY` in the environment still wins.
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: reading and setting an allocator option has no preconditions; mimalloc
+    // documents both as callable at any time.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == MI_DEFAULT_PURGE_DELAY {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "ntm",
@@ -356,6 +380,7 @@ fn set_threads(threads: Option<usize>) -> usize {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let threads = set_threads(cli.threads);
     match run(cli, threads) {

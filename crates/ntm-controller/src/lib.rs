@@ -23,8 +23,12 @@
 //! # }
 //! ```
 
+mod cell;
+
+pub use cell::{lstm_cell, lstm_cell_unfused};
+
 use candle_core::Tensor;
-use ntm_params::{sigmoid, Init, Linear, Params, ParamsError};
+use ntm_params::{Init, Linear, Params, ParamsError};
 use serde::{Deserialize, Serialize};
 
 /// Errors from building or running a controller.
@@ -264,7 +268,6 @@ impl Controller for Lstm {
 
     fn step(&self, input: &Tensor, state: &LstmState) -> Result<(Tensor, LstmState)> {
         check_input(input, self.input_size)?;
-        let n = self.size;
         let mut x = input.clone();
         let mut next = LstmState {
             h: Vec::with_capacity(self.layers.len()),
@@ -284,13 +287,7 @@ impl Controller for Lstm {
             let z = Tensor::cat(&[&x, h], 1)?
                 .matmul(&layer.weight_t)?
                 .broadcast_add(&layer.bias)?;
-            let sig = sigmoid(&z)?;
-            let input_gate = sig.narrow(1, 0, n)?;
-            let forget_gate = sig.narrow(1, n, n)?;
-            let cell = z.narrow(1, 2 * n, n)?.tanh()?;
-            let output_gate = sig.narrow(1, 3 * n, n)?;
-            let c_next = ((forget_gate * c)? + (input_gate * cell)?)?;
-            let h_next = (output_gate * c_next.tanh()?)?;
+            let (h_next, c_next) = lstm_cell(&z, c)?;
             x = h_next.clone();
             next.h.push(h_next);
             next.c.push(c_next);

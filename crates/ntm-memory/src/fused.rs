@@ -58,6 +58,9 @@ fn write_one_backward<T: Float>(
     g_w: &mut [T],
     g_ea: &mut [T],
 ) {
+    if heads == 1 {
+        return write_single_backward(m, mem, w, ea, grad, g_mem, g_w, g_ea);
+    }
     // gm_h = grad * M * prod_{h' != h} (1 - w_h' e_h'): the gradient reaching head h's factor.
     let mut gm = zeros::<T>(n * m);
     for h in 0..heads {
@@ -477,6 +480,40 @@ fn step_one<T: Real>(d: StepDims, mem: &[T], raw: &[T], prev: &[T]) -> Forward<T
 }
 
 /// Gradients of one batch element's inputs.
+/// [`write_one_backward`] for one write head, in one pass over the memory:
+/// `M' = M (1 - w e) + w a`, so `dM = g (1 - w e)`, `de_j = -sum_i g_ij M_ij w_i`,
+/// `da_j = sum_i g_ij w_i` and `dw_i = sum_j g_ij (a_j - M_ij e_j)`.
+#[allow(clippy::too_many_arguments)]
+fn write_single_backward<T: Float>(
+    m: usize,
+    mem: &[T],
+    w: &[T],
+    ea: &[T],
+    grad: &[T],
+    g_mem: &mut [T],
+    g_w: &mut [T],
+    g_ea: &mut [T],
+) {
+    let (e, a) = ea.split_at(m);
+    let (de, da) = g_ea.split_at_mut(m);
+    let rows = mem
+        .chunks_exact(m)
+        .zip(grad.chunks_exact(m))
+        .zip(g_mem.chunks_exact_mut(m));
+    for (i, ((row, g_row), gm_row)) in rows.enumerate() {
+        let wi = w[i];
+        let mut gw = T::zero();
+        for j in 0..m {
+            let (g, x) = (g_row[j], row[j]);
+            gm_row[j] = g * (T::one() - wi * e[j]);
+            de[j] = de[j] - g * x * wi;
+            da[j] = da[j] + g * wi;
+            gw = gw + g * (a[j] - x * e[j]);
+        }
+        g_w[i] = g_w[i] + gw;
+    }
+}
+
 struct StepGrads<'a, T> {
     memory: &'a mut [T],
     interface: &'a mut [T],

@@ -303,9 +303,116 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
     Ok((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
 }
 
+/// `x` clipped to `[-bound, bound]`; the gradient passes where `|x| <= bound` and is zero
+/// elsewhere, as for candle's `clamp`.
+///
+/// On the CPU in `f32` and `f64` this is one graph node with its own backward; candle's `clamp`
+/// is a maximum and a minimum, whose backward passes build comparison masks and zero tensors.
+pub fn clip(x: &Tensor, bound: f64) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        Ok(x.apply_op1(Clip(bound))?)
+    } else {
+        Ok(x.clamp(-bound, bound)?)
+    }
+}
+
+struct Clip(f64);
+
+impl Clip {
+    fn map<T: candle_core::WithDType + PartialOrd>(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<Vec<T>> {
+        let data = T::cpu_storage_as_slice(storage)?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("clip: input must be contiguous")
+        };
+        let (lo, hi) = (T::from_f64(-self.0), T::from_f64(self.0));
+        Ok(data[start..end]
+            .iter()
+            .map(|&v| {
+                if v < lo {
+                    lo
+                } else if v > hi {
+                    hi
+                } else {
+                    v
+                }
+            })
+            .collect())
+    }
+}
+
+impl candle_core::CustomOp1 for Clip {
+    fn name(&self) -> &'static str {
+        "ntm-clip"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        use candle_core::CpuStorage as S;
+        let out = match storage {
+            S::F32(_) => S::F32(self.map(storage, layout)?),
+            S::F64(_) => S::F64(self.map(storage, layout)?),
+            _ => candle_core::bail!("clip: only f32 and f64 are supported"),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        fn run<T: candle_core::WithDType + PartialOrd>(
+            bound: f64,
+            x: &Tensor,
+            grad: &Tensor,
+        ) -> candle_core::Result<Tensor> {
+            let (lo, hi) = (T::from_f64(-bound), T::from_f64(bound));
+            let g: Vec<T> = x
+                .flatten_all()?
+                .to_vec1::<T>()?
+                .into_iter()
+                .zip(grad.flatten_all()?.to_vec1::<T>()?)
+                .map(|(v, g)| if v < lo || v > hi { T::zero() } else { g })
+                .collect();
+            Tensor::from_vec(g, x.shape(), x.device())
+        }
+        match x.dtype() {
+            DType::F32 => run::<f32>(self.0, x, grad).map(Some),
+            DType::F64 => run::<f64>(self.0, x, grad).map(Some),
+            dt => candle_core::bail!("clip: unsupported dtype {dt:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_matches_clamp_in_value_and_gradient() {
+        // Away from the bounds themselves, where candle's clamp splits the gradient in half.
+        let x = Var::new(&[-3f64, -1.99, -0.5, 0.0, 1.5, 2.01, 7.0], &Device::Cpu).unwrap();
+        let weights = Tensor::new(&[1f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], &Device::Cpu).unwrap();
+        let run = |f: &dyn Fn(&Tensor) -> Tensor| {
+            let y = f(x.as_tensor());
+            let g = (&y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gx: Vec<f64> = g.get(x.as_tensor()).unwrap().to_vec1().unwrap();
+            (y.to_vec1::<f64>().unwrap(), gx)
+        };
+        let fused = run(&|t| clip(t, 2.0).unwrap());
+        let reference = run(&|t| t.clamp(-2.0, 2.0).unwrap());
+        assert_eq!(fused.0, vec![-2.0, -1.99, -0.5, 0.0, 1.5, 2.0, 2.0]);
+        assert_eq!(fused.1, vec![0.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0]);
+        assert_eq!(fused, reference);
+    }
 
     #[test]
     fn streams_do_not_depend_on_creation_order() {

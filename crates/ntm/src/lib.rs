@@ -198,6 +198,13 @@ impl<C: Controller, M: Memory> Ntm<C, M> {
 
     /// One time step: `input` is `[batch, input_size]`; returns the logits and the next state.
     pub fn step(&self, input: &Tensor, state: &StateOf<C, M>) -> Result<(Tensor, StateOf<C, M>)> {
+        let (features, next) = self.advance(input, state)?;
+        Ok((self.output.forward(&features)?, next))
+    }
+
+    /// One time step up to the output layer: the controller output joined with the new reads,
+    /// and the next state.
+    fn advance(&self, input: &Tensor, state: &StateOf<C, M>) -> Result<(Tensor, StateOf<C, M>)> {
         let previous_reads = self.memory.reads(&state.memory);
         let (h, controller) = self.controller.step(
             &Tensor::cat(&[input, &previous_reads], 1)?,
@@ -205,35 +212,39 @@ impl<C: Controller, M: Memory> Ntm<C, M> {
         )?;
         let mut interface = self.interface.forward(&h)?;
         if self.clip > 0.0 {
-            interface = interface.clamp(-self.clip, self.clip)?;
+            interface = ntm_params::clip(&interface, self.clip)?;
         }
         let memory = self.memory.step(&interface, &state.memory)?;
-        let logits = self
-            .output
-            .forward(&Tensor::cat(&[&h, &self.memory.reads(&memory)], 1)?)?;
-        Ok((logits, NtmState { controller, memory }))
+        let features = Tensor::cat(&[&h, &self.memory.reads(&memory)], 1)?;
+        Ok((features, NtmState { controller, memory }))
     }
 
     fn run(&self, inputs: &Tensor, trace: bool) -> Result<(Tensor, Vec<MemoryTrace>)> {
         let (steps, batch) = time_major(inputs, self.input_size)?;
         let mut state = self.initial_state(batch)?;
-        let mut outputs = Vec::with_capacity(steps);
+        let mut features = Vec::with_capacity(steps);
         let mut traces = Vec::new();
         for t in 0..steps {
-            let (y, next) = self.step(&inputs.get(t)?, &state)?;
+            let (f, next) = self.advance(&inputs.get(t)?, &state)?;
             if trace {
                 traces.push(self.memory.trace(&next.memory));
             }
-            outputs.push(y);
+            features.push(f);
             state = next;
         }
-        if outputs.is_empty() {
+        if features.is_empty() {
             return Err(NtmError::InputShape {
                 got: inputs.dims().to_vec(),
                 expected: self.input_size,
             });
         }
-        Ok((Tensor::stack(&outputs, 0)?, traces))
+        // The output layer does not feed back, so it runs once over every step.
+        let features = Tensor::stack(&features, 0)?;
+        let (_, _, width) = features.dims3()?;
+        let logits = self
+            .output
+            .forward(&features.reshape((steps * batch, width))?)?;
+        Ok((logits.reshape((steps, batch, ()))?, traces))
     }
 }
 
