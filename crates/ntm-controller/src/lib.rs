@@ -5,6 +5,8 @@
 //! output `[batch, output_size]` and the next state. It knows nothing about memory: the model
 //! joins the previous reads onto the input before calling it. Parameters come from
 //! [`ntm_params::Params`], so they are seeded and named (`controller.layer0.weight`).
+//! On the CPU the LSTM's cell update runs as one fused op ([`lstm_cell`]), with
+//! [`lstm_cell_unfused`] as its reference.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
