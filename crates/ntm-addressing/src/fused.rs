@@ -17,6 +17,12 @@ use num_traits::Float;
 
 use crate::{COSINE_EPS, SHARPEN_EPS};
 
+/// Whether the fused CPU kernels can run on `t`: a CPU tensor of `f32` or `f64`. Elsewhere the
+/// composition of candle operations runs instead.
+pub fn runs_on(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
 /// Packs activated head parameters into the op's `[B, H, M + S + 3]` layout:
 /// key `M`, beta, gate, shift `S`, gamma.
 pub(crate) fn pack(params: &crate::HeadParams) -> candle_core::Result<Tensor> {

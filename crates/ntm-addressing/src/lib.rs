@@ -243,7 +243,7 @@ fn validate(
 /// in `f32` or `f64`, this runs [`address_fused`]; elsewhere [`address_unfused`]. Both compute the
 /// same function and the same gradients.
 pub fn address(memory: &Tensor, params: &HeadParams, previous: &Tensor) -> Result<Tensor> {
-    if memory.device().is_cpu() && matches!(memory.dtype(), DType::F32 | DType::F64) {
+    if fused::runs_on(memory) {
         address_fused(memory, params, previous)
     } else {
         address_unfused(memory, params, previous)

@@ -58,12 +58,19 @@ fn forward<T: Real>(n: usize, z: &[T], c: &[T]) -> Vec<T> {
         let (zb, cb) = (&z[4 * n * b..4 * n * (b + 1)], &c[n * b..n * (b + 1)]);
         let (hc, act) = row.split_at_mut(2 * n);
         let (gates, tc) = act.split_at_mut(4 * n);
-        // Gate activations, each a branch-free loop the compiler can vectorise.
-        for (a, &x) in gates.iter_mut().zip(zb) {
-            *a = sigmoid(x);
-        }
-        for (a, &x) in gates[2 * n..3 * n].iter_mut().zip(&zb[2 * n..3 * n]) {
-            *a = tanh(x);
+        // Gate activations, each a branch-free loop the compiler can vectorise: sigmoids for
+        // the input, forget and output gates, tanh for the cell gate.
+        for (k, (a, x)) in gates
+            .chunks_exact_mut(n)
+            .zip(zb.chunks_exact(n))
+            .enumerate()
+        {
+            let pairs = a.iter_mut().zip(x);
+            if k == 2 {
+                pairs.for_each(|(a, &x)| *a = tanh(x));
+            } else {
+                pairs.for_each(|(a, &x)| *a = sigmoid(x));
+            }
         }
         let (h, c_next) = hc.split_at_mut(n);
         for j in 0..n {
@@ -176,7 +183,7 @@ impl CustomOp2 for LstmCell {
 /// Runs as one fused op on the CPU in `f32` and `f64`, and as a composition of candle operations
 /// otherwise; the two agree to rounding and have the same gradients.
 pub fn lstm_cell(z: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-    if z.device().is_cpu() && matches!(z.dtype(), DType::F32 | DType::F64) {
+    if ntm_addressing::fused::runs_on(z) {
         let n = size_of(z.shape(), c.shape())?;
         let out = z.apply_op2(c, LstmCell)?;
         Ok((out.narrow(1, 0, n)?, out.narrow(1, n, n)?))

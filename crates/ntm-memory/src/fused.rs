@@ -23,11 +23,20 @@ fn apply_erase<T: Float>(rows: &mut [T], w: &[T], e: &[T], m: usize) {
 }
 
 /// One batch element's write: `mem [N*M]`, `w [W*N]`, `ea [W*2M]` (erase then add per head).
-fn write_one<T: Float>(n: usize, m: usize, heads: usize, mem: &[T], w: &[T], ea: &[T]) -> Vec<T> {
-    let mut out = mem.to_vec();
+/// The result goes to `out [N*M]`.
+fn write_one<T: Float>(
+    n: usize,
+    m: usize,
+    heads: usize,
+    mem: &[T],
+    w: &[T],
+    ea: &[T],
+    out: &mut [T],
+) {
+    out.copy_from_slice(mem);
     for h in 0..heads {
         apply_erase(
-            &mut out,
+            out,
             &w[h * n..(h + 1) * n],
             &ea[h * 2 * m..h * 2 * m + m],
             m,
@@ -41,7 +50,6 @@ fn write_one<T: Float>(n: usize, m: usize, heads: usize, mem: &[T], w: &[T], ea:
             }
         }
     }
-    out
 }
 
 /// Backward of [`write_one`]: sets `g_mem`, accumulates into `g_w` and `g_ea`.
@@ -130,18 +138,19 @@ impl FusedWrite {
         ea: &[T],
         (b, heads, n, m): (usize, usize, usize, usize),
     ) -> Vec<T> {
-        (0..b)
-            .flat_map(|i| {
-                write_one(
-                    n,
-                    m,
-                    heads,
-                    &mem[i * n * m..(i + 1) * n * m],
-                    &w[i * heads * n..(i + 1) * heads * n],
-                    &ea[i * heads * 2 * m..(i + 1) * heads * 2 * m],
-                )
-            })
-            .collect()
+        let mut out = zeros::<T>(b * n * m);
+        for (i, out) in out.chunks_exact_mut(n * m).enumerate() {
+            write_one(
+                n,
+                m,
+                heads,
+                &mem[i * n * m..(i + 1) * n * m],
+                &w[i * heads * n..(i + 1) * heads * n],
+                &ea[i * heads * 2 * m..(i + 1) * heads * 2 * m],
+                out,
+            );
+        }
+        out
     }
 
     fn backward<T: Real>(
@@ -404,29 +413,43 @@ fn erase_add<T: Float>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
     ea
 }
 
-/// Everything the forward pass computes for one batch element.
+/// One batch element's part of the step's output: the written memory `[N*M]`, the write then
+/// read weightings `[(W + R) * N]`, and the reads `[R*M]`.
+struct StepOut<'a, T> {
+    written: &'a mut [T],
+    weights: &'a mut [T],
+    reads: &'a mut [T],
+}
+
+/// The forward intermediates of one batch element that are not part of the output.
 struct Forward<T> {
     write_par: Vec<T>,
     read_par: Vec<T>,
     ea: Vec<T>,
     norms: Vec<T>,
-    written: Vec<T>,
     written_norms: Vec<T>,
-    /// Write weightings, then read weightings: `[(W + R) * N]`.
-    weights: Vec<T>,
-    reads: Vec<T>,
     write_caches: Vec<HeadCache<T>>,
     read_caches: Vec<HeadCache<T>>,
 }
 
-fn step_one<T: Real>(d: StepDims, mem: &[T], raw: &[T], prev: &[T]) -> Forward<T> {
+fn step_one<T: Real>(
+    d: StepDims,
+    mem: &[T],
+    raw: &[T],
+    prev: &[T],
+    out: StepOut<'_, T>,
+) -> Forward<T> {
     let (n, m, p) = (d.n, d.m, d.p());
     let (ws, rs) = sections(d);
     let write_par = activate(d, ws, raw);
     let read_par = activate(d, rs, raw);
     let ea = erase_add(d, ws, raw);
     let norms = row_norms(mem, n, m);
-    let mut weights = zeros::<T>((d.w + d.r) * n);
+    let StepOut {
+        written,
+        weights,
+        reads,
+    } = out;
     let write_caches: Vec<HeadCache<T>> = (0..d.w)
         .map(|h| {
             let (par, prev) = (&write_par[h * p..(h + 1) * p], &prev[h * n..(h + 1) * n]);
@@ -440,15 +463,15 @@ fn step_one<T: Real>(d: StepDims, mem: &[T], raw: &[T], prev: &[T]) -> Forward<T
             )
         })
         .collect();
-    let written = write_one(n, m, d.w, mem, &weights[..d.w * n], &ea);
-    let written_norms = row_norms(&written, n, m);
+    write_one(n, m, d.w, mem, &weights[..d.w * n], &ea, written);
+    let written_norms = row_norms(written, n, m);
     let read_caches: Vec<HeadCache<T>> = (0..d.r)
         .map(|h| {
             let o = (d.w + h) * n;
             let (par, prev) = (&read_par[h * p..(h + 1) * p], &prev[o..o + n]);
             head_forward(
                 d.head(d.r),
-                &written,
+                written,
                 &written_norms,
                 par,
                 prev,
@@ -456,7 +479,6 @@ fn step_one<T: Real>(d: StepDims, mem: &[T], raw: &[T], prev: &[T]) -> Forward<T
             )
         })
         .collect();
-    let mut reads = zeros::<T>(d.r * m);
     for (h, out) in reads.chunks_exact_mut(m).enumerate() {
         let w = &weights[(d.w + h) * n..(d.w + h + 1) * n];
         for (row, &wi) in written.chunks_exact(m).zip(w) {
@@ -470,16 +492,12 @@ fn step_one<T: Real>(d: StepDims, mem: &[T], raw: &[T], prev: &[T]) -> Forward<T
         read_par,
         ea,
         norms,
-        written,
         written_norms,
-        weights,
-        reads,
         write_caches,
         read_caches,
     }
 }
 
-/// Gradients of one batch element's inputs.
 /// [`write_one_backward`] for one write head, in one pass over the memory:
 /// `M' = M (1 - w e) + w a`, so `dM = g (1 - w e)`, `de_j = -sum_i g_ij M_ij w_i`,
 /// `da_j = sum_i g_ij w_i` and `dw_i = sum_j g_ij (a_j - M_ij e_j)`.
@@ -514,6 +532,7 @@ fn write_single_backward<T: Float>(
     }
 }
 
+/// Gradients of one batch element's inputs.
 struct StepGrads<'a, T> {
     memory: &'a mut [T],
     interface: &'a mut [T],
@@ -524,6 +543,7 @@ struct StepGrads<'a, T> {
 fn step_one_backward<T: Real>(
     d: StepDims,
     f: &Forward<T>,
+    (written, weights): (&[T], &[T]),
     mem: &[T],
     raw: &[T],
     prev: &[T],
@@ -541,10 +561,10 @@ fn step_one_backward<T: Real>(
     for h in 0..d.r {
         let o = (d.w + h) * n;
         let gr = &g_reads[h * m..(h + 1) * m];
-        let rows = f.written.chunks_exact(m).zip(g_written.chunks_exact_mut(m));
+        let rows = written.chunks_exact(m).zip(g_written.chunks_exact_mut(m));
         for (i, (row, g_row)) in rows.enumerate() {
             g_w[o + i] += dot(gr, row);
-            let wi = f.weights[o + i];
+            let wi = weights[o + i];
             for (g, &x) in g_row.iter_mut().zip(gr) {
                 *g += wi * x;
             }
@@ -558,7 +578,7 @@ fn step_one_backward<T: Real>(
         let o = (d.w + h) * n;
         head_backward(
             d.head(d.r),
-            &f.written,
+            written,
             &f.written_norms,
             &f.read_par[h * p..(h + 1) * p],
             &prev[o..o + n],
@@ -570,7 +590,7 @@ fn step_one_backward<T: Real>(
             &mut out.weights[o..o + n],
         );
     }
-    norms_backward(&f.written, &f.written_norms, &d_norms, &mut g_written);
+    norms_backward(written, &f.written_norms, &d_norms, &mut g_written);
 
     // Erase and add.
     let mut g_ea = zeros::<T>(d.w * 2 * m);
@@ -579,7 +599,7 @@ fn step_one_backward<T: Real>(
         m,
         d.w,
         mem,
-        &f.weights[..d.w * n],
+        &weights[..d.w * n],
         &f.ea,
         &g_written,
         out.memory,
@@ -640,61 +660,75 @@ impl FusedStep {
         }
     }
 
-    fn forward<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> Vec<T> {
+    /// Runs the step for every batch element, writing the output into `out`; returns the
+    /// intermediates the backward pass needs.
+    fn forwards<T: Real>(
+        &self,
+        b: usize,
+        state: &[T],
+        raw: &[T],
+        out: &mut [T],
+    ) -> Vec<Forward<T>> {
         let d = self.dims;
-        let [lm, lw, lr] = d.parts(b);
+        let [lm, lw, _] = d.parts(b);
         let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
-        let mut out = zeros::<T>(lm + lw + lr);
-        let mut saved = Vec::with_capacity(b);
-        for i in 0..b {
-            let f = step_one(
-                d,
-                &mem[i * nm..(i + 1) * nm],
-                &raw[i * ni..(i + 1) * ni],
-                &prev[i * nw..(i + 1) * nw],
-            );
-            out[i * nm..(i + 1) * nm].copy_from_slice(&f.written);
-            out[lm + i * nw..lm + (i + 1) * nw].copy_from_slice(&f.weights);
-            out[lm + lw + i * nr..lm + lw + (i + 1) * nr].copy_from_slice(&f.reads);
-            saved.push(f);
-        }
+        let (out_mem, rest) = out.split_at_mut(lm);
+        let (out_weights, out_reads) = rest.split_at_mut(lw);
+        out_mem
+            .chunks_exact_mut(nm)
+            .zip(out_weights.chunks_exact_mut(nw))
+            .zip(out_reads.chunks_exact_mut(nr))
+            .enumerate()
+            .map(|(i, ((written, weights), reads))| {
+                step_one(
+                    d,
+                    &mem[i * nm..(i + 1) * nm],
+                    &raw[i * ni..(i + 1) * ni],
+                    &prev[i * nw..(i + 1) * nw],
+                    StepOut {
+                        written,
+                        weights,
+                        reads,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn forward<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> Vec<T> {
+        let mut out = zeros::<T>(self.dims.parts(b).iter().sum());
+        let saved = self.forwards(b, state, raw, &mut out);
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         out
     }
 
     fn backward<T: Real>(
         &self,
-        t: [&Tensor; 3],
+        t: [&Tensor; 4],
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let d = self.dims;
         let b = t[1].dim(0)?;
-        let grad = t[2].contiguous()?;
+        let grad = t[3].contiguous()?;
         let (s_state, l_state) = t[0].storage_and_layout();
         let (s_raw, l_raw) = t[1].storage_and_layout();
+        let (s_res, l_res) = t[2].storage_and_layout();
         let (s_grad, l_grad) = grad.storage_and_layout();
-        let (state, raw, grad) = (
+        let (state, raw, res, grad) = (
             cpu_slice::<T>(&s_state, l_state)?,
             cpu_slice::<T>(&s_raw, l_raw)?,
+            cpu_slice::<T>(&s_res, l_res)?,
             cpu_slice::<T>(&s_grad, l_grad)?,
         );
-        let [lm, lw, _] = d.parts(b);
+        let [lm, lw, lr] = d.parts(b);
         let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).take();
         let forwards: Vec<Forward<T>> =
             match saved.and_then(|s| s.downcast::<Vec<Forward<T>>>().ok()) {
                 Some(f) if f.len() == b => *f,
-                _ => (0..b)
-                    .map(|i| {
-                        step_one(
-                            d,
-                            &mem[i * nm..(i + 1) * nm],
-                            &raw[i * ni..(i + 1) * ni],
-                            &prev[i * nw..(i + 1) * nw],
-                        )
-                    })
-                    .collect(),
+                // Not saved (the op was applied again): recompute; the output is `res`.
+                _ => self.forwards(b, state, raw, &mut zeros::<T>(lm + lw + lr)),
             };
         let mut g_state = zeros::<T>(state.len());
         let mut g_raw = zeros::<T>(raw.len());
@@ -704,6 +738,10 @@ impl FusedStep {
             step_one_backward(
                 d,
                 f,
+                (
+                    &res[i * nm..(i + 1) * nm],
+                    &res[lm + i * nw..lm + (i + 1) * nw],
+                ),
                 &mem[i * nm..(i + 1) * nm],
                 &raw[i * ni..(i + 1) * ni],
                 &prev[i * nw..(i + 1) * nw],
@@ -757,10 +795,10 @@ impl CustomOp2 for FusedStep {
         &self,
         state: &Tensor,
         interface: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let t = [state, interface, grad];
+        let t = [state, interface, res, grad];
         match state.dtype() {
             candle_core::DType::F32 => self.backward::<f32>(t),
             candle_core::DType::F64 => self.backward::<f64>(t),

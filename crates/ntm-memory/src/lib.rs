@@ -25,7 +25,7 @@
 //! # }
 //! ```
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 mod fused;
 use ntm_addressing::{address_unfused, softmax, AddressingError, HeadParams};
@@ -347,7 +347,7 @@ pub fn read(memory: &Tensor, weights: &Tensor) -> Result<Tensor> {
 /// `add` are `[B, W, M]`. The product and the sum do not depend on the order of the heads. On the
 /// CPU, in `f32` or `f64`, this runs [`write_fused`], elsewhere [`write_unfused`].
 pub fn write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) -> Result<Tensor> {
-    if memory.device().is_cpu() && matches!(memory.dtype(), DType::F32 | DType::F64) {
+    if ntm_addressing::fused::runs_on(memory) {
         write_fused(memory, weights, erase, add)
     } else {
         write_unfused(memory, weights, erase, add)
@@ -480,9 +480,7 @@ impl Memory for NtmMemory {
                 })
             }
         };
-        let cpu =
-            state.flat.device().is_cpu() && matches!(state.flat.dtype(), DType::F32 | DType::F64);
-        if self.config.fused && cpu {
+        if self.config.fused && ntm_addressing::fused::runs_on(&state.flat) {
             let op = fused::FusedStep::new(self.dims());
             let flat = state.flat.apply_op2(&interface.contiguous()?, op)?;
             return NtmState::new(flat, self.dims(), b);

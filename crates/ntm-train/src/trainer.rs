@@ -277,18 +277,24 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
+/// The task of `config` and its model, freshly initialised from the config's seed.
+fn build(config: &RunConfig, device: &Device) -> Result<(Box<dyn Task>, Box<dyn SequenceModel>)> {
+    let task = config.task.build()?;
+    let model = config.model.build(
+        task.input_size(),
+        task.output_size(),
+        config.seed,
+        DType::F32,
+        device,
+    )?;
+    Ok((task, model))
+}
+
 impl Trainer {
     /// A fresh model, optimiser and validation set for `config`, on `device`.
     pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let task = config.task.build()?;
-        let model = config.model.build(
-            task.input_size(),
-            task.output_size(),
-            config.seed,
-            DType::F32,
-            device,
-        )?;
+        let (task, model) = build(&config, device)?;
         let optimizer =
             Optimizer::new(config.train.optimizer.clone(), model.params().named_vars())?;
         let t = &config.train;
@@ -649,14 +655,7 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
         source,
     })?;
     let config = RunConfig::from_toml(&text)?;
-    let task = config.task.build()?;
-    let model = config.model.build(
-        task.input_size(),
-        task.output_size(),
-        config.seed,
-        DType::F32,
-        device,
-    )?;
+    let (task, model) = build(&config, device)?;
     let ckpt = checkpoint::load(&dir.join(files::CHECKPOINT), device)?;
     checkpoint::restore_params(model.params(), &ckpt.tensors)?;
     Ok(LoadedRun {

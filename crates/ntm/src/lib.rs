@@ -116,6 +116,28 @@ fn time_major(inputs: &Tensor, expected: usize) -> Result<(usize, usize)> {
     }
 }
 
+/// The output layer applied once to the features `[B, F]` of every step, giving `[T, B, O]`:
+/// it does not feed back, so one matrix product serves all steps. No steps is an error about
+/// `inputs`, which a model taking `input_size` features per step was given.
+fn outputs_over_steps(
+    output: &Linear,
+    features: &[Tensor],
+    inputs: &Tensor,
+    input_size: usize,
+) -> Result<Tensor> {
+    if features.is_empty() {
+        return Err(NtmError::InputShape {
+            got: inputs.dims().to_vec(),
+            expected: input_size,
+        });
+    }
+    let features = Tensor::stack(features, 0)?;
+    let (steps, batch, width) = features.dims3()?;
+    Ok(output
+        .forward(&features.reshape((steps * batch, width))?)?
+        .reshape((steps, batch, ()))?)
+}
+
 /// The recurrent state of an [`Ntm`]: its controller's and its memory's.
 #[derive(Debug, Clone)]
 pub struct NtmState<CS, MS> {
@@ -232,19 +254,10 @@ impl<C: Controller, M: Memory> Ntm<C, M> {
             features.push(f);
             state = next;
         }
-        if features.is_empty() {
-            return Err(NtmError::InputShape {
-                got: inputs.dims().to_vec(),
-                expected: self.input_size,
-            });
-        }
-        // The output layer does not feed back, so it runs once over every step.
-        let features = Tensor::stack(&features, 0)?;
-        let (_, _, width) = features.dims3()?;
-        let logits = self
-            .output
-            .forward(&features.reshape((steps * batch, width))?)?;
-        Ok((logits.reshape((steps, batch, ()))?, traces))
+        Ok((
+            outputs_over_steps(&self.output, &features, inputs, self.input_size)?,
+            traces,
+        ))
     }
 }
 
@@ -314,18 +327,7 @@ impl SequenceModel for LstmBaseline {
             hidden.push(h);
             state = next;
         }
-        if hidden.is_empty() {
-            return Err(NtmError::InputShape {
-                got: inputs.dims().to_vec(),
-                expected: self.input_size(),
-            });
-        }
-        // One output matmul over all steps: [T * B, H] -> [T, B, O].
-        let h = Tensor::stack(&hidden, 0)?.reshape((steps * batch, self.lstm.output_size()))?;
-        Ok(self
-            .output
-            .forward(&h)?
-            .reshape((steps, batch, self.output_size()))?)
+        outputs_over_steps(&self.output, &hidden, inputs, self.input_size())
     }
 
     fn params(&self) -> &Params {
