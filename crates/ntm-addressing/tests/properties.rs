@@ -243,3 +243,19 @@ fn mismatched_shapes_are_errors_not_panics() {
     let e = content(&memory, &key, &beta).unwrap_err();
     assert!(e.to_string().contains("key"), "{e}");
 }
+
+#[test]
+fn an_empty_memory_is_an_error_not_a_panic() {
+    let dev = &Device::Cpu;
+    let (b, h, n) = (1, 1, 4);
+    let params = HeadParams {
+        key: Tensor::zeros((b, h, 0), DType::F32, dev).unwrap(),
+        beta: Tensor::ones((b, h), DType::F32, dev).unwrap(),
+        gate: Tensor::ones((b, h), DType::F32, dev).unwrap(),
+        shift: Tensor::ones((b, h, 1), DType::F32, dev).unwrap(),
+        gamma: Tensor::ones((b, h), DType::F32, dev).unwrap(),
+    };
+    let memory = Tensor::zeros((b, n, 0), DType::F32, dev).unwrap();
+    let previous = Tensor::ones((b, h, n), DType::F32, dev).unwrap();
+    assert!(address_fused(&memory, &params, &previous).is_err());
+}

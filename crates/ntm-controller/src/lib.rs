@@ -286,9 +286,10 @@ impl Controller for Lstm {
                     )))
                 }
             };
-            let z = Tensor::cat(&[&x, h], 1)?
-                .matmul(&layer.weight_t)?
-                .broadcast_add(&layer.bias)?;
+            let z = ntm_params::add_bias(
+                &Tensor::cat(&[&x, h], 1)?.matmul(&layer.weight_t)?,
+                &layer.bias,
+            )?;
             let (h_next, c_next) = lstm_cell(&z, c)?;
             x = h_next.clone();
             next.h.push(h_next);

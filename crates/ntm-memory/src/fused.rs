@@ -6,10 +6,12 @@
 use std::any::Any;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType,
+};
 use ntm_addressing::fused::{
-    dot, head_backward, head_forward, norms_backward, row_norms, slice, zeros, Dims, HeadCache,
-    Real,
+    dot, dot3, head_backward, head_forward, norms_backward, row_norms, slice, zeros, Dims,
+    HeadCache, Real,
 };
 use num_traits::Float;
 
@@ -22,21 +24,12 @@ fn apply_erase<T: Float>(rows: &mut [T], w: &[T], e: &[T], m: usize) {
     }
 }
 
-/// One batch element's write: `mem [N*M]`, `w [W*N]`, `ea [W*2M]` (erase then add per head).
-/// The result goes to `out [N*M]`.
-fn write_one<T: Float>(
-    n: usize,
-    m: usize,
-    heads: usize,
-    mem: &[T],
-    w: &[T],
-    ea: &[T],
-    out: &mut [T],
-) {
-    out.copy_from_slice(mem);
+/// One batch element's write, in place on `mem [N*M]` (which holds the previous memory):
+/// `w [W*N]`, `ea [W*2M]` (erase then add per head).
+fn write_one<T: Float>(n: usize, m: usize, heads: usize, w: &[T], ea: &[T], mem: &mut [T]) {
     for h in 0..heads {
         apply_erase(
-            out,
+            mem,
             &w[h * n..(h + 1) * n],
             &ea[h * 2 * m..h * 2 * m + m],
             m,
@@ -44,7 +37,7 @@ fn write_one<T: Float>(
     }
     for h in 0..heads {
         let add = &ea[h * 2 * m + m..(h + 1) * 2 * m];
-        for (row, &wi) in out.chunks_exact_mut(m).zip(&w[h * n..(h + 1) * n]) {
+        for (row, &wi) in mem.chunks_exact_mut(m).zip(&w[h * n..(h + 1) * n]) {
             for (x, &aj) in row.iter_mut().zip(add) {
                 *x = *x + wi * aj;
             }
@@ -52,7 +45,8 @@ fn write_one<T: Float>(
     }
 }
 
-/// Backward of [`write_one`]: sets `g_mem`, accumulates into `g_w` and `g_ea`.
+/// Backward of [`write_one`], in place: `g` holds the gradient of the written memory on entry
+/// and that of the previous memory on return; accumulates into `g_w` and `g_ea`.
 #[allow(clippy::too_many_arguments)]
 fn write_one_backward<T: Float>(
     n: usize,
@@ -61,18 +55,17 @@ fn write_one_backward<T: Float>(
     mem: &[T],
     w: &[T],
     ea: &[T],
-    grad: &[T],
-    g_mem: &mut [T],
+    g: &mut [T],
     g_w: &mut [T],
     g_ea: &mut [T],
 ) {
     if heads == 1 {
-        return write_single_backward(m, mem, w, ea, grad, g_mem, g_w, g_ea);
+        return write_single_backward(m, mem, w, ea, g, g_w, g_ea);
     }
-    // gm_h = grad * M * prod_{h' != h} (1 - w_h' e_h'): the gradient reaching head h's factor.
+    // gm_h = g * M * prod_{h' != h} (1 - w_h' e_h'): the gradient reaching head h's factor.
     let mut gm = zeros::<T>(n * m);
     for h in 0..heads {
-        for ((x, &gk), &mk) in gm.iter_mut().zip(grad).zip(mem) {
+        for ((x, &gk), &mk) in gm.iter_mut().zip(g.iter()).zip(mem) {
             *x = gk * mk;
         }
         for other in (0..heads).filter(|&o| o != h) {
@@ -90,7 +83,7 @@ fn write_one_backward<T: Float>(
         let (de, da) = g_ea[h * 2 * m..(h + 1) * 2 * m].split_at_mut(m);
         for i in 0..n {
             let wi = w[h * n + i];
-            let (gm_row, g_row) = (&gm[i * m..(i + 1) * m], &grad[i * m..(i + 1) * m]);
+            let (gm_row, g_row) = (&gm[i * m..(i + 1) * m], &g[i * m..(i + 1) * m]);
             for j in 0..m {
                 de[j] = de[j] - gm_row[j] * wi;
                 da[j] = da[j] + g_row[j] * wi;
@@ -98,15 +91,9 @@ fn write_one_backward<T: Float>(
             g_w[h * n + i] = g_w[h * n + i] + dot(g_row, a) - dot(gm_row, e);
         }
     }
-    // dM = grad * prod_h (1 - w_h e_h)
-    g_mem.copy_from_slice(grad);
+    // dM = g * prod_h (1 - w_h e_h)
     for h in 0..heads {
-        apply_erase(
-            g_mem,
-            &w[h * n..(h + 1) * n],
-            &ea[h * 2 * m..h * 2 * m + m],
-            m,
-        );
+        apply_erase(g, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m], m);
     }
 }
 
@@ -138,13 +125,12 @@ impl FusedWrite {
         ea: &[T],
         (b, heads, n, m): (usize, usize, usize, usize),
     ) -> Vec<T> {
-        let mut out = zeros::<T>(b * n * m);
+        let mut out = mem[..b * n * m].to_vec();
         for (i, out) in out.chunks_exact_mut(n * m).enumerate() {
             write_one(
                 n,
                 m,
                 heads,
-                &mem[i * n * m..(i + 1) * n * m],
                 &w[i * heads * n..(i + 1) * heads * n],
                 &ea[i * heads * 2 * m..(i + 1) * heads * 2 * m],
                 out,
@@ -158,17 +144,14 @@ impl FusedWrite {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, n, m) = t[0].dims3()?;
         let heads = t[1].dim(1)?;
-        let (mem, w, ea, grad) = (
+        let (mem, w, ea) = (
             tensor_vec::<T>(t[0])?,
             tensor_vec::<T>(t[1])?,
             tensor_vec::<T>(t[2])?,
-            tensor_vec::<T>(t[3])?,
         );
-        let (mut g_mem, mut g_w, mut g_ea) = (
-            zeros::<T>(mem.len()),
-            zeros::<T>(w.len()),
-            zeros::<T>(ea.len()),
-        );
+        // The gradient of the written memory becomes that of the memory in place.
+        let mut g_mem = tensor_vec::<T>(t[3])?;
+        let (mut g_w, mut g_ea) = (zeros::<T>(w.len()), zeros::<T>(ea.len()));
         for i in 0..b {
             let (mr, wr, er) = (
                 i * n * m..(i + 1) * n * m,
@@ -182,7 +165,6 @@ impl FusedWrite {
                 &mem[mr.clone()],
                 &w[wr.clone()],
                 &ea[er.clone()],
-                &grad[mr.clone()],
                 &mut g_mem[mr],
                 &mut g_w[wr],
                 &mut g_ea[er],
@@ -413,8 +395,9 @@ fn erase_add<T: Float>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
     ea
 }
 
-/// One batch element's part of the step's output: the written memory `[N*M]`, the write then
-/// read weightings `[(W + R) * N]`, and the reads `[R*M]`.
+/// One batch element's part of the step's output: the written memory `[N*M]` (holding the
+/// previous memory on entry), the write then read weightings `[(W + R) * N]`, and the reads
+/// `[R*M]` (zero on entry).
 struct StepOut<'a, T> {
     written: &'a mut [T],
     weights: &'a mut [T],
@@ -463,7 +446,7 @@ fn step_one<T: Real>(
             )
         })
         .collect();
-    write_one(n, m, d.w, mem, &weights[..d.w * n], &ea, written);
+    write_one(n, m, d.w, &weights[..d.w * n], &ea, written);
     let written_norms = row_norms(written, n, m);
     let read_caches: Vec<HeadCache<T>> = (0..d.r)
         .map(|h| {
@@ -501,34 +484,27 @@ fn step_one<T: Real>(
 /// [`write_one_backward`] for one write head, in one pass over the memory:
 /// `M' = M (1 - w e) + w a`, so `dM = g (1 - w e)`, `de_j = -sum_i g_ij M_ij w_i`,
 /// `da_j = sum_i g_ij w_i` and `dw_i = sum_j g_ij (a_j - M_ij e_j)`.
-#[allow(clippy::too_many_arguments)]
 fn write_single_backward<T: Float>(
     m: usize,
     mem: &[T],
     w: &[T],
     ea: &[T],
-    grad: &[T],
-    g_mem: &mut [T],
+    g: &mut [T],
     g_w: &mut [T],
     g_ea: &mut [T],
 ) {
     let (e, a) = ea.split_at(m);
     let (de, da) = g_ea.split_at_mut(m);
-    let rows = mem
-        .chunks_exact(m)
-        .zip(grad.chunks_exact(m))
-        .zip(g_mem.chunks_exact_mut(m));
-    for (i, ((row, g_row), gm_row)) in rows.enumerate() {
-        let wi = w[i];
-        let mut gw = T::zero();
-        for j in 0..m {
-            let (g, x) = (g_row[j], row[j]);
-            gm_row[j] = g * (T::one() - wi * e[j]);
-            de[j] = de[j] - g * x * wi;
-            da[j] = da[j] + g * wi;
-            gw = gw + g * (a[j] - x * e[j]);
+    let rows = mem.chunks_exact(m).zip(g.chunks_exact_mut(m));
+    // The sums over j are separate passes so that the element-wise loop vectorises.
+    for ((row, g_row), (&wi, gw)) in rows.zip(w.iter().zip(g_w)) {
+        *gw = *gw + dot(g_row, a) - dot3(g_row, row, e);
+        let lanes = g_row.iter_mut().zip(de.iter_mut().zip(da.iter_mut()));
+        for ((g, (dej, daj)), (&x, &ej)) in lanes.zip(row.iter().zip(e)) {
+            *dej = *dej - *g * x * wi;
+            *daj = *daj + *g * wi;
+            *g = *g * (T::one() - wi * ej);
         }
-        g_w[i] = g_w[i] + gw;
     }
 }
 
@@ -547,7 +523,6 @@ fn step_one_backward<T: Real>(
     mem: &[T],
     raw: &[T],
     prev: &[T],
-    g_written_out: &[T],
     g_weights_out: &[T],
     g_reads: &[T],
     out: StepGrads<'_, T>,
@@ -555,7 +530,9 @@ fn step_one_backward<T: Real>(
     let (n, m, p) = (d.n, d.m, d.p());
     let (ws, rs) = sections(d);
     let mut g_w = g_weights_out.to_vec();
-    let mut g_written = g_written_out.to_vec();
+    // `out.memory` holds the gradient of the written memory; the write's backward turns it
+    // into that of the previous memory in place.
+    let g_written = out.memory;
 
     // Reads: r_h = sum_i wr_h(i) M'(i).
     for h in 0..d.r {
@@ -584,13 +561,13 @@ fn step_one_backward<T: Real>(
             &prev[o..o + n],
             &f.read_caches[h],
             &g_w[o..o + n],
-            &mut g_written,
+            g_written,
             &mut d_norms,
             &mut d_read_par[h * p..(h + 1) * p],
             &mut out.weights[o..o + n],
         );
     }
-    norms_backward(written, &f.written_norms, &d_norms, &mut g_written);
+    norms_backward(written, &f.written_norms, &d_norms, g_written);
 
     // Erase and add.
     let mut g_ea = zeros::<T>(d.w * 2 * m);
@@ -601,8 +578,7 @@ fn step_one_backward<T: Real>(
         mem,
         &weights[..d.w * n],
         &f.ea,
-        &g_written,
-        out.memory,
+        g_written,
         &mut g_w[..d.w * n],
         &mut g_ea,
     );
@@ -619,13 +595,13 @@ fn step_one_backward<T: Real>(
             &prev[h * n..(h + 1) * n],
             &f.write_caches[h],
             &g_w[h * n..(h + 1) * n],
-            out.memory,
+            g_written,
             &mut d_norms,
             &mut d_write_par[h * p..(h + 1) * p],
             &mut out.weights[h * n..(h + 1) * n],
         );
     }
-    norms_backward(mem, &f.norms, &d_norms, out.memory);
+    norms_backward(mem, &f.norms, &d_norms, g_written);
 
     // Activations.
     activate_backward(d, ws, raw, &f.write_par, &d_write_par, out.interface);
@@ -660,22 +636,20 @@ impl FusedStep {
         }
     }
 
-    /// Runs the step for every batch element, writing the output into `out`; returns the
-    /// intermediates the backward pass needs.
-    fn forwards<T: Real>(
-        &self,
-        b: usize,
-        state: &[T],
-        raw: &[T],
-        out: &mut [T],
-    ) -> Vec<Forward<T>> {
+    /// Runs the step for every batch element; returns the output and the intermediates the
+    /// backward pass needs.
+    fn forwards<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> (Vec<T>, Vec<Forward<T>>) {
         let d = self.dims;
-        let [lm, lw, _] = d.parts(b);
+        let [lm, lw, lr] = d.parts(b);
         let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
+        // The written memory starts as a copy of the previous one; the write works in place.
+        let mut out = Vec::with_capacity(lm + lw + lr);
+        out.extend_from_slice(mem);
+        out.resize(lm + lw + lr, T::zero());
         let (out_mem, rest) = out.split_at_mut(lm);
         let (out_weights, out_reads) = rest.split_at_mut(lw);
-        out_mem
+        let saved = out_mem
             .chunks_exact_mut(nm)
             .zip(out_weights.chunks_exact_mut(nw))
             .zip(out_reads.chunks_exact_mut(nr))
@@ -693,12 +667,12 @@ impl FusedStep {
                     },
                 )
             })
-            .collect()
+            .collect();
+        (out, saved)
     }
 
     fn forward<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> Vec<T> {
-        let mut out = zeros::<T>(self.dims.parts(b).iter().sum());
-        let saved = self.forwards(b, state, raw, &mut out);
+        let (out, saved) = self.forwards(b, state, raw);
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         out
     }
@@ -720,7 +694,7 @@ impl FusedStep {
             cpu_slice::<T>(&s_res, l_res)?,
             cpu_slice::<T>(&s_grad, l_grad)?,
         );
-        let [lm, lw, lr] = d.parts(b);
+        let [lm, lw, _] = d.parts(b);
         let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -728,9 +702,12 @@ impl FusedStep {
             match saved.and_then(|s| s.downcast::<Vec<Forward<T>>>().ok()) {
                 Some(f) if f.len() == b => *f,
                 // Not saved (the op was applied again): recompute; the output is `res`.
-                _ => self.forwards(b, state, raw, &mut zeros::<T>(lm + lw + lr)),
+                _ => self.forwards(b, state, raw).1,
             };
-        let mut g_state = zeros::<T>(state.len());
+        // The memory part starts as the gradient of the written memory (see step_one_backward).
+        let mut g_state = Vec::with_capacity(state.len());
+        g_state.extend_from_slice(&grad[..lm]);
+        g_state.resize(state.len(), T::zero());
         let mut g_raw = zeros::<T>(raw.len());
         let (g_mem, rest) = g_state.split_at_mut(lm);
         let g_prev = &mut rest[..lw];
@@ -745,7 +722,6 @@ impl FusedStep {
                 &mem[i * nm..(i + 1) * nm],
                 &raw[i * ni..(i + 1) * ni],
                 &prev[i * nw..(i + 1) * nw],
-                &grad[i * nm..(i + 1) * nm],
                 &grad[lm + i * nw..lm + (i + 1) * nw],
                 &grad[lm + lw + i * nr..lm + lw + (i + 1) * nr],
                 StepGrads {
@@ -804,5 +780,77 @@ impl CustomOp2 for FusedStep {
             candle_core::DType::F64 => self.backward::<f64>(t),
             dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
         }
+    }
+}
+
+/// The last `len` elements of a flat tensor. The backward writes the gradient straight into
+/// a zero tensor of the input's size, where `narrow`'s backward builds zero padding and then
+/// concatenates it with the gradient.
+pub(crate) struct Tail {
+    pub len: usize,
+}
+
+impl Tail {
+    fn backward<T: WithDType>(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let total = x.elem_count();
+        let mut g = vec![T::zero(); total];
+        g[total - self.len..].copy_from_slice(&tensor_vec::<T>(grad)?);
+        Tensor::from_vec(g, x.shape(), x.device())
+    }
+}
+
+impl CustomOp1 for Tail {
+    fn name(&self) -> &'static str {
+        "ntm-tail"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let total = l.shape().elem_count();
+        if self.len > total {
+            candle_core::bail!("tail: {} elements of {total}", self.len)
+        }
+        let out = match s {
+            CpuStorage::F32(_) => storage(slice::<f32>(s, l)?[total - self.len..].to_vec()),
+            CpuStorage::F64(_) => storage(slice::<f64>(s, l)?[total - self.len..].to_vec()),
+            _ => candle_core::bail!("tail: only f32 and f64 are supported"),
+        };
+        Ok((out, Shape::from(self.len)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match x.dtype() {
+            candle_core::DType::F32 => self.backward::<f32>(x, grad).map(Some),
+            candle_core::DType::F64 => self.backward::<f64>(x, grad).map(Some),
+            dt => candle_core::bail!("tail: unsupported dtype {dt:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+    use candle_core::{Device, Tensor, Var};
+
+    #[test]
+    fn tail_matches_narrow_in_value_and_gradient() {
+        let x = Var::new(&[1f64, -2.0, 3.0, 4.5, -5.0, 6.0, 7.0], &Device::Cpu).unwrap();
+        let weights = Tensor::new(&[2f64, -3.0, 0.5], &Device::Cpu).unwrap();
+        let run = |y: Tensor| {
+            let loss = (&y * &weights).unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap();
+            let gx: Vec<f64> = g.get(x.as_tensor()).unwrap().to_vec1().unwrap();
+            (y.to_vec1::<f64>().unwrap(), gx)
+        };
+        let tail = run(x.as_tensor().apply_op1(Tail { len: 3 }).unwrap());
+        let narrow = run(x.as_tensor().narrow(0, 4, 3).unwrap());
+        assert_eq!(tail.0, vec![-5.0, 6.0, 7.0]);
+        assert_eq!(tail.1, vec![0.0, 0.0, 0.0, 0.0, 2.0, -3.0, 0.5]);
+        assert_eq!(tail, narrow);
+    }
+
+    #[test]
+    fn a_tail_longer_than_its_input_is_an_error() {
+        let x = Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap();
+        assert!(x.apply_op1(Tail { len: 3 }).is_err());
     }
 }

@@ -202,9 +202,12 @@ pub struct NtmState {
 impl NtmState {
     fn new(flat: Tensor, dims: fused::StepDims, batch: usize) -> Result<Self> {
         let [lm, lw, lr] = dims.parts(batch);
-        let reads = flat
-            .narrow(0, lm + lw, lr)?
-            .reshape((batch, dims.r * dims.m))?;
+        let reads = if ntm_addressing::fused::runs_on(&flat) {
+            flat.apply_op1(fused::Tail { len: lr })?
+        } else {
+            flat.narrow(0, lm + lw, lr)?
+        };
+        let reads = reads.reshape((batch, dims.r * dims.m))?;
         Ok(Self {
             flat,
             reads,
