@@ -8,8 +8,7 @@
 //! runs on the CPU in `f32` and `f64`; [`crate::address`] falls back to the unfused path on other
 //! devices.
 //!
-//! The per-head kernels ([`head_forward`], [`head_backward`], [`row_norms`],
-//! [`norms_backward`]) work on plain slices and are public so that memories can fuse addressing
+//! The per-head kernels ([`head_forward`], [`head_backward`], [`row_norms`]) work on plain slices and are public so that memories can fuse addressing
 //! into larger ops of their own.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
@@ -203,21 +202,6 @@ pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
-/// `sum_i a_i b_i c_i`, vectorised as [`dot`] is.
-#[inline]
-pub fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
-    let mut acc = [T::zero(); 4];
-    let (ca, cb, cc) = (a.chunks_exact(4), b.chunks_exact(4), c.chunks_exact(4));
-    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
-    for ((x, y), z) in ca.zip(cb).zip(cc) {
-        for k in 0..4 {
-            acc[k] = acc[k] + x[k] * y[k] * z[k];
-        }
-    }
-    let tail = (ra.iter().zip(rb).zip(rc)).fold(T::zero(), |s, ((&x, &y), &z)| s + x * y * z);
-    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
-}
-
 /// `sum_i a_i` with four partial sums, vectorised as [`dot`] is.
 #[inline]
 pub fn sum<T: Float>(a: &[T]) -> T {
@@ -367,9 +351,9 @@ pub fn head_forward<T: Real>(
 }
 
 /// One head's backward pass, given the gradient `grad` of its weighting and the `cache` its
-/// [`head_forward`] returned. Accumulates into
-/// `d_mem` and `d_norms` (shared by the heads that address the same memory) and writes `d_par`
-/// and `d_prev`. Finish with [`norms_backward`] once every head has run.
+/// [`head_forward`] returned. Accumulates into `d_mem` (shared by the heads that address the
+/// same memory), including the part that flows through the row norms, and writes `d_par` and
+/// `d_prev`.
 #[allow(clippy::too_many_arguments)]
 pub fn head_backward<T: Real>(
     d: Dims,
@@ -380,7 +364,6 @@ pub fn head_backward<T: Real>(
     cache: &HeadCache<T>,
     grad: &[T],
     d_mem: &mut [T],
-    d_norms: &mut [T],
     d_par: &mut [T],
     d_prev: &mut [T],
 ) {
@@ -422,12 +405,10 @@ pub fn head_backward<T: Real>(
     }
 
     // Interpolate: wg = wp + g (wc - wp).
-    let mut d_gate = T::zero();
-    let mut d_content = zeros::<T>(n);
-    for i in 0..n {
-        d_content[i] = gate * d_gated[i];
-        d_prev[i] = (T::one() - gate) * d_gated[i];
-        d_gate += d_gated[i] * (cache.content[i] - prev[i]);
+    let d_gate = dot(&d_gated, &cache.content) - dot(&d_gated, prev);
+    let d_content: Vec<T> = d_gated.iter().map(|&x| gate * x).collect();
+    for (dp, &x) in d_prev.iter_mut().zip(&d_gated) {
+        *dp = (T::one() - gate) * x;
     }
 
     // Softmax: dz_i = wc_i (dwc_i - sum_j dwc_j wc_j); z = beta cos.
@@ -450,16 +431,17 @@ pub fn head_backward<T: Real>(
         .map(|(&dd, &cos)| -dd * cos)
         .collect();
     let d_key_norm = dot(&d_den, norms);
-    for (dn, &x) in d_norms.iter_mut().zip(&d_den) {
-        *dn += x * cache.key_norm;
-    }
+    // |M_i| = sqrt(sum_j M_ij^2 + eps^2)  =>  dM_ij += d|M_i| M_ij / |M_i|, with
+    // d|M_i| = d_den_i |k|; folded into the same pass over the rows as the dot's gradient.
     let d_key = &mut d_par[..m];
     d_key.iter_mut().for_each(|x| *x = T::zero());
     let rows = mem.chunks_exact(m).zip(d_mem.chunks_exact_mut(m));
-    for ((row, d_row), &dd) in rows.zip(&d_dot) {
+    let scales = d_dot.iter().zip(&d_den).zip(norms);
+    for ((row, d_row), ((&dd, &dn), &norm)) in rows.zip(scales) {
+        let by_norm = dn * cache.key_norm / norm;
         for ((dk, dr), (&x, &k)) in d_key.iter_mut().zip(d_row).zip(row.iter().zip(key)) {
             *dk += dd * x;
-            *dr += dd * k;
+            *dr += dd * k + by_norm * x;
         }
     }
     // |k| = sqrt(sum k^2 + eps^2)  =>  dk_j += d|k| k_j / |k|.
@@ -493,19 +475,6 @@ fn forward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T]) -> Vec<T> {
     out
 }
 
-/// Adds the gradient that flows through the row norms to `d_mem`:
-/// `|M_i| = sqrt(sum_j M_ij^2 + eps^2)  =>  dM_ij += d|M_i| M_ij / |M_i|`.
-pub fn norms_backward<T: Real>(mem: &[T], norms: &[T], d_norms: &[T], d_mem: &mut [T]) {
-    let m = mem.len() / norms.len().max(1);
-    let rows = mem.chunks_exact(m).zip(d_mem.chunks_exact_mut(m));
-    for ((row, d_row), (&dn, &norm)) in rows.zip(d_norms.iter().zip(norms)) {
-        let scale = dn / norm;
-        for (d, &x) in d_row.iter_mut().zip(row) {
-            *d += scale * x;
-        }
-    }
-}
-
 struct Grads<T> {
     mem: Vec<T>,
     par: Vec<T>,
@@ -522,7 +491,6 @@ fn backward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T], grad: &[T]) -> G
     for b in 0..d.b {
         let mem_b = &mem[b * n * m..(b + 1) * n * m];
         let norms = row_norms(mem_b, n, m);
-        let mut d_norms = zeros::<T>(n);
         let d_mem_b = &mut g.mem[b * n * m..(b + 1) * n * m];
         for h in 0..d.h {
             let bh = b * d.h + h;
@@ -538,12 +506,10 @@ fn backward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T], grad: &[T]) -> G
                 &cache,
                 &grad[bh * n..(bh + 1) * n],
                 d_mem_b,
-                &mut d_norms,
                 &mut g.par[bh * p..(bh + 1) * p],
                 &mut g.prev[bh * n..(bh + 1) * n],
             );
         }
-        norms_backward(mem_b, &norms, &d_norms, d_mem_b);
     }
     g
 }

@@ -30,6 +30,15 @@ fn elements<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Res
     }
     let (rows, cols) = l.shape().dims2()?;
     let (start, stride) = (l.start_offset(), l.stride());
+    if stride[1] == 1 {
+        // Rows of a wider matrix (the cell state is a column block of the previous output).
+        let mut out = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            let begin = start + r * stride[0];
+            out.extend_from_slice(&data[begin..begin + cols]);
+        }
+        return Ok(Cow::Owned(out));
+    }
     Ok(Cow::Owned(
         (0..rows)
             .flat_map(|r| (0..cols).map(move |k| data[start + r * stride[0] + k * stride[1]]))

@@ -10,8 +10,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType,
 };
 use ntm_addressing::fused::{
-    dot, dot3, head_backward, head_forward, norms_backward, row_norms, slice, zeros, Dims,
-    HeadCache, Real,
+    dot, head_backward, head_forward, row_norms, slice, zeros, Dims, HeadCache, Real,
 };
 use num_traits::Float;
 
@@ -42,6 +41,31 @@ fn write_one<T: Float>(n: usize, m: usize, heads: usize, w: &[T], ea: &[T], mem:
                 *x = *x + wi * aj;
             }
         }
+    }
+}
+
+/// [`write_one`] that appends the written memory to `out` instead of working in place: one
+/// pass over the previous memory for a single write head.
+fn write_append<T: Float>(
+    (n, m, heads): (usize, usize, usize),
+    mem: &[T],
+    w: &[T],
+    ea: &[T],
+    out: &mut Vec<T>,
+) {
+    if heads == 1 {
+        let (e, a) = ea.split_at(m);
+        for (row, &wi) in mem.chunks_exact(m).zip(w) {
+            let erase_add = e.iter().zip(a);
+            out.extend(
+                (row.iter().zip(erase_add))
+                    .map(|(&x, (&ej, &aj))| x * (T::one() - wi * ej) + wi * aj),
+            );
+        }
+    } else {
+        let start = out.len();
+        out.extend_from_slice(mem);
+        write_one(n, m, heads, w, ea, &mut out[start..]);
     }
 }
 
@@ -125,15 +149,14 @@ impl FusedWrite {
         ea: &[T],
         (b, heads, n, m): (usize, usize, usize, usize),
     ) -> Vec<T> {
-        let mut out = mem[..b * n * m].to_vec();
-        for (i, out) in out.chunks_exact_mut(n * m).enumerate() {
-            write_one(
-                n,
-                m,
-                heads,
+        let mut out = Vec::with_capacity(b * n * m);
+        for i in 0..b {
+            write_append(
+                (n, m, heads),
+                &mem[i * n * m..(i + 1) * n * m],
                 &w[i * heads * n..(i + 1) * heads * n],
                 &ea[i * heads * 2 * m..(i + 1) * heads * 2 * m],
-                out,
+                &mut out,
             );
         }
         out
@@ -395,11 +418,11 @@ fn erase_add<T: Float>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
     ea
 }
 
-/// One batch element's part of the step's output: the written memory `[N*M]` (holding the
-/// previous memory on entry), the write then read weightings `[(W + R) * N]`, and the reads
-/// `[R*M]` (zero on entry).
+/// Where one batch element's step writes its output: the written memory `[N*M]` is appended
+/// to `written`; the write then read weightings `[(W + R) * N]` and the reads `[R*M]` (zero on
+/// entry) go to their slices.
 struct StepOut<'a, T> {
-    written: &'a mut [T],
+    written: &'a mut Vec<T>,
     weights: &'a mut [T],
     reads: &'a mut [T],
 }
@@ -446,7 +469,9 @@ fn step_one<T: Real>(
             )
         })
         .collect();
-    write_one(n, m, d.w, &weights[..d.w * n], &ea, written);
+    let start = written.len();
+    write_append((n, m, d.w), mem, &weights[..d.w * n], &ea, written);
+    let written = &written[start..];
     let written_norms = row_norms(written, n, m);
     let read_caches: Vec<HeadCache<T>> = (0..d.r)
         .map(|h| {
@@ -496,15 +521,43 @@ fn write_single_backward<T: Float>(
     let (e, a) = ea.split_at(m);
     let (de, da) = g_ea.split_at_mut(m);
     let rows = mem.chunks_exact(m).zip(g.chunks_exact_mut(m));
-    // The sums over j are separate passes so that the element-wise loop vectorises.
     for ((row, g_row), (&wi, gw)) in rows.zip(w.iter().zip(g_w)) {
-        *gw = *gw + dot(g_row, a) - dot3(g_row, row, e);
-        let lanes = g_row.iter_mut().zip(de.iter_mut().zip(da.iter_mut()));
-        for ((g, (dej, daj)), (&x, &ej)) in lanes.zip(row.iter().zip(e)) {
-            *dej = *dej - *g * x * wi;
-            *daj = *daj + *g * wi;
-            *g = *g * (T::one() - wi * ej);
+        // One element: updates de, da and g in place; returns its term of dw_i.
+        let one = |g: &mut T, x: T, (ej, aj): (T, T), (dej, daj): (&mut T, &mut T)| -> T {
+            let gv = *g;
+            *dej = *dej - gv * x * wi;
+            *daj = *daj + gv * wi;
+            *g = gv * (T::one() - wi * ej);
+            gv * (aj - x * ej)
+        };
+        // Four lanes of partial sums, so that the loop vectorises; then the tail.
+        let mut acc = [T::zero(); 4];
+        let (mut gc, mut xc) = (g_row.chunks_exact_mut(4), row.chunks_exact(4));
+        let (mut ec, mut ac) = (e.chunks_exact(4), a.chunks_exact(4));
+        let (mut dec, mut dac) = (de.chunks_exact_mut(4), da.chunks_exact_mut(4));
+        for (((gs, xs), (es, as_)), (des, das)) in (&mut gc)
+            .zip(&mut xc)
+            .zip((&mut ec).zip(&mut ac))
+            .zip((&mut dec).zip(&mut dac))
+        {
+            for k in 0..4 {
+                acc[k] = acc[k]
+                    + one(
+                        &mut gs[k],
+                        xs[k],
+                        (es[k], as_[k]),
+                        (&mut des[k], &mut das[k]),
+                    );
+            }
         }
+        let tails = (gc.into_remainder().iter_mut().zip(xc.remainder()))
+            .zip(ec.remainder().iter().zip(ac.remainder()))
+            .zip(dec.into_remainder().iter_mut().zip(dac.into_remainder()));
+        let mut tail = T::zero();
+        for (((g, &x), (&ej, &aj)), (dej, daj)) in tails {
+            tail = tail + one(g, x, (ej, aj), (dej, daj));
+        }
+        *gw = *gw + ((acc[0] + acc[2]) + (acc[1] + acc[3]) + tail);
     }
 }
 
@@ -550,7 +603,6 @@ fn step_one_backward<T: Real>(
 
     // Read-head addressing of the written memory.
     let mut d_read_par = zeros::<T>(d.r * p);
-    let mut d_norms = zeros::<T>(n);
     for h in 0..d.r {
         let o = (d.w + h) * n;
         head_backward(
@@ -562,12 +614,10 @@ fn step_one_backward<T: Real>(
             &f.read_caches[h],
             &g_w[o..o + n],
             g_written,
-            &mut d_norms,
             &mut d_read_par[h * p..(h + 1) * p],
             &mut out.weights[o..o + n],
         );
     }
-    norms_backward(written, &f.written_norms, &d_norms, g_written);
 
     // Erase and add.
     let mut g_ea = zeros::<T>(d.w * 2 * m);
@@ -585,7 +635,6 @@ fn step_one_backward<T: Real>(
 
     // Write-head addressing of the previous memory.
     let mut d_write_par = zeros::<T>(d.w * p);
-    let mut d_norms = zeros::<T>(n);
     for h in 0..d.w {
         head_backward(
             d.head(d.w),
@@ -596,12 +645,10 @@ fn step_one_backward<T: Real>(
             &f.write_caches[h],
             &g_w[h * n..(h + 1) * n],
             g_written,
-            &mut d_norms,
             &mut d_write_par[h * p..(h + 1) * p],
             &mut out.weights[h * n..(h + 1) * n],
         );
     }
-    norms_backward(mem, &f.norms, &d_norms, g_written);
 
     // Activations.
     activate_backward(d, ws, raw, &f.write_par, &d_write_par, out.interface);
@@ -643,31 +690,28 @@ impl FusedStep {
         let [lm, lw, lr] = d.parts(b);
         let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
-        // The written memory starts as a copy of the previous one; the write works in place.
         let mut out = Vec::with_capacity(lm + lw + lr);
-        out.extend_from_slice(mem);
-        out.resize(lm + lw + lr, T::zero());
-        let (out_mem, rest) = out.split_at_mut(lm);
-        let (out_weights, out_reads) = rest.split_at_mut(lw);
-        let saved = out_mem
-            .chunks_exact_mut(nm)
-            .zip(out_weights.chunks_exact_mut(nw))
-            .zip(out_reads.chunks_exact_mut(nr))
+        let (mut weights, mut reads) = (zeros::<T>(lw), zeros::<T>(lr));
+        let saved = weights
+            .chunks_exact_mut(nw)
+            .zip(reads.chunks_exact_mut(nr))
             .enumerate()
-            .map(|(i, ((written, weights), reads))| {
+            .map(|(i, (weights, reads))| {
                 step_one(
                     d,
                     &mem[i * nm..(i + 1) * nm],
                     &raw[i * ni..(i + 1) * ni],
                     &prev[i * nw..(i + 1) * nw],
                     StepOut {
-                        written,
+                        written: &mut out,
                         weights,
                         reads,
                     },
                 )
             })
             .collect();
+        out.extend_from_slice(&weights);
+        out.extend_from_slice(&reads);
         (out, saved)
     }
 
@@ -704,14 +748,12 @@ impl FusedStep {
                 // Not saved (the op was applied again): recompute; the output is `res`.
                 _ => self.forwards(b, state, raw).1,
             };
-        // The memory part starts as the gradient of the written memory (see step_one_backward).
         let mut g_state = Vec::with_capacity(state.len());
-        g_state.extend_from_slice(&grad[..lm]);
-        g_state.resize(state.len(), T::zero());
-        let mut g_raw = zeros::<T>(raw.len());
-        let (g_mem, rest) = g_state.split_at_mut(lm);
-        let g_prev = &mut rest[..lw];
+        let (mut g_prev, mut g_raw) = (zeros::<T>(lw), zeros::<T>(raw.len()));
         for (i, f) in forwards.iter().enumerate() {
+            // Each element's memory gradient starts as that of its written memory (see
+            // step_one_backward), appended just before use.
+            g_state.extend_from_slice(&grad[i * nm..(i + 1) * nm]);
             step_one_backward(
                 d,
                 f,
@@ -725,12 +767,15 @@ impl FusedStep {
                 &grad[lm + i * nw..lm + (i + 1) * nw],
                 &grad[lm + lw + i * nr..lm + lw + (i + 1) * nr],
                 StepGrads {
-                    memory: &mut g_mem[i * nm..(i + 1) * nm],
+                    memory: &mut g_state[i * nm..(i + 1) * nm],
                     interface: &mut g_raw[i * ni..(i + 1) * ni],
                     weights: &mut g_prev[i * nw..(i + 1) * nw],
                 },
             );
         }
+        g_state.extend_from_slice(&g_prev);
+        // The previous reads are not an input of the step.
+        g_state.resize(state.len(), T::zero());
         let dev = t[0].device();
         Ok((
             Some(Tensor::from_vec(g_state, t[0].shape(), dev)?),
