@@ -8,8 +8,12 @@
 //! runs on the CPU in `f32` and `f64`; [`crate::address`] falls back to the unfused path on other
 //! devices.
 //!
-//! The per-head kernels ([`head_forward`], [`head_backward`], [`row_norms`]) work on plain slices and are public so that memories can fuse addressing
-//! into larger ops of their own.
+//! The per-head kernels ([`head_forward`], [`head_backward`], [`row_norms`]) work on plain
+//! slices and are public so that memories can fuse addressing into larger ops of their own.
+//! They take one batch element's memory *column-major*, `[M * N]`, each column (the `j`-th entry
+//! of every row) contiguous: with the paper's 20-wide rows and 128 rows, every loop over the
+//! memory then runs over 128 contiguous numbers instead of 20. The op transposes its row-major
+//! input once on the way in and the gradient once on the way out.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::Float;
@@ -100,15 +104,32 @@ pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Re
 #[derive(Debug, Clone)]
 pub struct HeadCache<T> {
     key_norm: T,
-    denom: Vec<T>,
-    cos: Vec<T>,
-    content: Vec<T>,
-    gated: Vec<T>,
-    shifted: Vec<T>,
-    /// `ln((shifted + eps) / top)`, the logarithms the sharpening raised to gamma.
-    logs: Vec<T>,
-    powered: Vec<T>,
     total: T,
+    /// Seven vectors of `N`, one after another, so that the backward pass, which comes to them
+    /// long after the forward left them, reads one stream: see [`Part`].
+    data: Vec<T>,
+}
+
+/// The vectors of a [`HeadCache`], in their order in its buffer.
+#[derive(Clone, Copy)]
+enum Part {
+    /// `|k| |M_i| + eps`, the cosine's denominators.
+    Denom,
+    Cos,
+    Content,
+    Gated,
+    Shifted,
+    /// `ln((shifted + eps) / top)`, the logarithms the sharpening raised to gamma.
+    Logs,
+    Powered,
+}
+
+impl<T> HeadCache<T> {
+    fn get(&self, part: Part) -> &[T] {
+        let n = self.data.len() / 7;
+        let k = part as usize;
+        &self.data[k * n..(k + 1) * n]
+    }
 }
 
 /// The element types the fused kernels run on, with exponential and logarithm implementations
@@ -185,21 +206,57 @@ pub fn zeros<T: Float>(n: usize) -> Vec<T> {
     v
 }
 
-/// `sum_i a_i b_i` with four independent partial sums, so that the compiler can use SIMD (a
-/// single running sum is a dependency chain it may not reorder). Four lanes suit the short
-/// rows of a memory (20 wide in the paper) better than eight: no scalar tail, one register.
+/// Independent partial sums in [`dot`] and [`dot3`]: enough to hide the latency of the
+/// multiply-adds over a memory column (128 long in the paper), in two or four SIMD registers.
+const LANES: usize = 16;
+
+/// `sum_i a_i b_i` with [`LANES`] independent partial sums, so that the compiler can use SIMD
+/// and the additions do not wait on each other (a single running sum is a dependency chain it
+/// may not reorder).
 #[inline]
 pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for k in 0..4 {
+        for k in 0..LANES {
             acc[k] = acc[k] + x[k] * y[k];
         }
     }
     let tail = ra.iter().zip(rb).fold(T::zero(), |s, (&x, &y)| s + x * y);
-    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+    sum_lanes(acc) + tail
+}
+
+/// `sum_i a_i b_i c_i`, vectorised as [`dot`] is.
+#[inline]
+pub fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((x, y), z) in ca.zip(cb).zip(cc) {
+        for k in 0..LANES {
+            acc[k] = acc[k] + x[k] * y[k] * z[k];
+        }
+    }
+    let tail = (ra.iter().zip(rb).zip(rc)).fold(T::zero(), |s, ((&x, &y), &z)| s + x * y * z);
+    sum_lanes(acc) + tail
+}
+
+/// The lanes summed pairwise, half against half.
+#[inline]
+fn sum_lanes<T: Float>(mut acc: [T; LANES]) -> T {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            acc[k] = acc[k] + acc[k + width];
+        }
+    }
+    acc[0]
 }
 
 /// `sum_i a_i` with four partial sums, vectorised as [`dot`] is.
@@ -244,15 +301,31 @@ fn c<T: Real>(x: f64) -> T {
     T::from_f64(x)
 }
 
-/// Row norms `sqrt(sum_j M_ij^2 + eps^2)` of one batch element's memory `[N * M]`.
+/// Row norms `sqrt(sum_j M_ij^2 + eps^2)` of one batch element's column-major memory
+/// `[M * N]`.
 pub fn row_norms<T: Real>(mem: &[T], n: usize, m: usize) -> Vec<T> {
     let tiny = c::<T>(COSINE_EPS * COSINE_EPS);
-    (0..n)
-        .map(|i| {
-            let row = &mem[i * m..(i + 1) * m];
-            (dot(row, row) + tiny).sqrt()
-        })
-        .collect()
+    let mut sq = zeros::<T>(n);
+    for col in mem.chunks_exact(n).take(m) {
+        for (s, &x) in sq.iter_mut().zip(col) {
+            *s += x * x;
+        }
+    }
+    sq.iter_mut().for_each(|s| *s = (*s + tiny).sqrt());
+    sq
+}
+
+/// `[rows, cols]` row-major to `[cols, rows]` row-major, for each of the `src.len() / (rows *
+/// cols)` matrices in `src`.
+pub fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let size = (rows * cols).max(1);
+    let mut out = Vec::with_capacity(src.len());
+    for block in src.chunks_exact(size) {
+        for j in 0..cols {
+            out.extend((0..rows).map(|i| block[i * cols + j]));
+        }
+    }
+    out
 }
 
 /// Rotation of shift slot `k` (offset `k - r`), as a non-negative amount below `n`.
@@ -281,7 +354,7 @@ fn dot_rotated<T: Float>(a: &[T], b: &[T], t: usize) -> T {
 /// One head's forward pass; writes the weighting into `out` and returns what
 /// [`head_backward`] needs.
 ///
-/// `mem` is one batch element's memory `[N * M]` with its [`row_norms`], `par` the head's
+/// `mem` is one batch element's column-major memory `[M * N]` with its [`row_norms`], `par` the head's
 /// packed activated parameters `[M + S + 3]`, `prev` its previous weighting `[N]`.
 pub fn head_forward<T: Real>(
     d: Dims,
@@ -299,54 +372,62 @@ pub fn head_forward<T: Real>(
     let gamma = par[m + 2 + s];
     let eps = c::<T>(COSINE_EPS);
 
+    let mut data = zeros::<T>(7 * n);
+    let (denom, rest) = data.split_at_mut(n);
+    let (cos, rest) = rest.split_at_mut(n);
+    let (content, rest) = rest.split_at_mut(n);
+    let (gated, rest) = rest.split_at_mut(n);
+    let (shifted, rest) = rest.split_at_mut(n);
+    let (logs, powered) = rest.split_at_mut(n);
+
     // Content: cosine similarity, then a softmax of beta * cos.
     let key_norm = (dot(key, key) + eps * eps).sqrt();
-    let denom: Vec<T> = norms.iter().map(|&x| key_norm * x + eps).collect();
-    let mut cos: Vec<T> = mem.chunks_exact(m).map(|row| dot(row, key)).collect();
-    for (c, &den) in cos.iter_mut().zip(&denom) {
+    for (den, &x) in denom.iter_mut().zip(norms) {
+        *den = key_norm * x + eps;
+    }
+    for (col, &kj) in mem.chunks_exact(n).zip(key) {
+        for (c, &x) in cos.iter_mut().zip(col) {
+            *c += kj * x;
+        }
+    }
+    for (c, &den) in cos.iter_mut().zip(denom.iter()) {
         *c /= den;
     }
-    let z_max = max_scaled(&cos, beta);
-    let mut content: Vec<T> = cos.iter().map(|&x| (beta * x - z_max).exp_fast()).collect();
-    let total = sum(&content);
+    let z_max = max_scaled(cos, beta);
+    for (wc, &x) in content.iter_mut().zip(cos.iter()) {
+        *wc = (beta * x - z_max).exp_fast();
+    }
+    let total = sum(content);
     content.iter_mut().for_each(|x| *x /= total);
 
     // Interpolation with the previous weighting.
-    let gated: Vec<T> = content
-        .iter()
-        .zip(prev)
-        .map(|(&wc, &wp)| wp + gate * (wc - wp))
-        .collect();
+    for (wg, (&wc, &wp)) in gated.iter_mut().zip(content.iter().zip(prev)) {
+        *wg = wp + gate * (wc - wp);
+    }
 
     // Circular shift.
-    let mut shifted = zeros::<T>(n);
     for (k, &sk) in shift.iter().enumerate() {
-        add_rotated(&mut shifted, &gated, rotation(k, r, n), sk);
+        add_rotated(shifted, gated, rotation(k, r, n), sk);
     }
 
     // Sharpening. Dividing by the largest entry first changes nothing after normalisation but
     // keeps the powers away from underflow.
     let eps2 = c::<T>(SHARPEN_EPS);
-    let top = Float::max(max_scaled(&shifted, T::one()), T::zero()) + eps2;
-    let logs: Vec<T> = shifted
-        .iter()
-        .map(|&x| ((x + eps2) / top).ln_fast())
-        .collect();
-    let powered: Vec<T> = logs.iter().map(|&l| (l * gamma).exp_fast()).collect();
-    let total = sum(&powered);
-    for (o, &p) in out.iter_mut().zip(&powered) {
+    let top = Float::max(max_scaled(shifted, T::one()), T::zero()) + eps2;
+    for (l, &x) in logs.iter_mut().zip(shifted.iter()) {
+        *l = ((x + eps2) / top).ln_fast();
+    }
+    for (p, &l) in powered.iter_mut().zip(logs.iter()) {
+        *p = (l * gamma).exp_fast();
+    }
+    let total = sum(powered);
+    for (o, &p) in out.iter_mut().zip(powered.iter()) {
         *o = p / total;
     }
     HeadCache {
         key_norm,
-        denom,
-        cos,
-        content,
-        gated,
-        shifted,
-        logs,
-        powered,
         total,
+        data,
     }
 }
 
@@ -379,18 +460,18 @@ pub fn head_backward<T: Real>(
 
     // Sharpen: w = p / P  =>  dp_i = (dw_i - sum_j dw_j w_j) / P.
     let inv_total = T::one() / cache.total;
-    let dot_w = dot(grad, &cache.powered) * inv_total;
+    let dot_w = dot(grad, cache.get(Part::Powered)) * inv_total;
     // p_i = ((ws_i + eps) / top)^gamma  =>  dws_i = dp_i gamma p_i / (ws_i + eps),
     // dgamma = sum_i dp_i p_i ln((ws_i + eps) / top).
     let dp_p: Vec<T> = grad
         .iter()
-        .zip(&cache.powered)
+        .zip(cache.get(Part::Powered))
         .map(|(&g, &p)| (g - dot_w) * inv_total * p)
         .collect();
-    let d_gamma = dot(&dp_p, &cache.logs);
+    let d_gamma = dot(&dp_p, cache.get(Part::Logs));
     let d_shifted: Vec<T> = dp_p
         .iter()
-        .zip(&cache.shifted)
+        .zip(cache.get(Part::Shifted))
         .map(|(&x, &ws)| x * gamma / (ws + eps2))
         .collect();
 
@@ -400,48 +481,48 @@ pub fn head_backward<T: Real>(
     // The gradient of a rotation by t is the rotation by n - t.
     for (k, &sk) in shift.iter().enumerate() {
         let t = rotation(k, r, n);
-        d_shift[k] = dot_rotated(&d_shifted, &cache.gated, t);
+        d_shift[k] = dot_rotated(&d_shifted, cache.get(Part::Gated), t);
         add_rotated(&mut d_gated, &d_shifted, (n - t) % n, sk);
     }
 
     // Interpolate: wg = wp + g (wc - wp).
-    let d_gate = dot(&d_gated, &cache.content) - dot(&d_gated, prev);
+    let d_gate = dot(&d_gated, cache.get(Part::Content)) - dot(&d_gated, prev);
     let d_content: Vec<T> = d_gated.iter().map(|&x| gate * x).collect();
     for (dp, &x) in d_prev.iter_mut().zip(&d_gated) {
         *dp = (T::one() - gate) * x;
     }
 
     // Softmax: dz_i = wc_i (dwc_i - sum_j dwc_j wc_j); z = beta cos.
-    let dot_c = dot(&d_content, &cache.content);
+    let dot_c = dot(&d_content, cache.get(Part::Content));
     let dz: Vec<T> = d_content
         .iter()
-        .zip(&cache.content)
+        .zip(cache.get(Part::Content))
         .map(|(&g, &x)| x * (g - dot_c))
         .collect();
-    let d_beta = dot(&dz, &cache.cos);
+    let d_beta = dot(&dz, cache.get(Part::Cos));
     // cos = dot / den, den = |k| |M_i| + eps.
     let d_dot: Vec<T> = dz
         .iter()
-        .zip(&cache.denom)
+        .zip(cache.get(Part::Denom))
         .map(|(&z, &den)| beta * z / den)
         .collect();
     let d_den: Vec<T> = d_dot
         .iter()
-        .zip(&cache.cos)
+        .zip(cache.get(Part::Cos))
         .map(|(&dd, &cos)| -dd * cos)
         .collect();
     let d_key_norm = dot(&d_den, norms);
     // |M_i| = sqrt(sum_j M_ij^2 + eps^2)  =>  dM_ij += d|M_i| M_ij / |M_i|, with
     // d|M_i| = d_den_i |k|; folded into the same pass over the rows as the dot's gradient.
+    let by_norm: Vec<T> = (d_den.iter().zip(norms))
+        .map(|(&dn, &norm)| dn * cache.key_norm / norm)
+        .collect();
     let d_key = &mut d_par[..m];
-    d_key.iter_mut().for_each(|x| *x = T::zero());
-    let rows = mem.chunks_exact(m).zip(d_mem.chunks_exact_mut(m));
-    let scales = d_dot.iter().zip(&d_den).zip(norms);
-    for ((row, d_row), ((&dd, &dn), &norm)) in rows.zip(scales) {
-        let by_norm = dn * cache.key_norm / norm;
-        for ((dk, dr), (&x, &k)) in d_key.iter_mut().zip(d_row).zip(row.iter().zip(key)) {
-            *dk += dd * x;
-            *dr += dd * k + by_norm * x;
+    let cols = mem.chunks_exact(n).zip(d_mem.chunks_exact_mut(n));
+    for ((col, d_col), (dk, &kj)) in cols.zip(d_key.iter_mut().zip(key)) {
+        *dk = dot(&d_dot, col);
+        for ((dc, &x), (&dd, &bn)) in d_col.iter_mut().zip(col).zip(d_dot.iter().zip(&by_norm)) {
+            *dc += dd * kj + bn * x;
         }
     }
     // |k| = sqrt(sum k^2 + eps^2)  =>  dk_j += d|k| k_j / |k|.
@@ -456,6 +537,7 @@ pub fn head_backward<T: Real>(
 
 fn forward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T]) -> Vec<T> {
     let (n, m, p) = (d.n, d.m, d.p());
+    let mem = transpose(mem, n, m);
     let mut out = zeros::<T>(d.b * d.h * n);
     for b in 0..d.b {
         let mem_b = &mem[b * n * m..(b + 1) * n * m];
@@ -483,6 +565,7 @@ struct Grads<T> {
 
 fn backward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T], grad: &[T]) -> Grads<T> {
     let (n, m, p) = (d.n, d.m, d.p());
+    let mem = transpose(mem, n, m);
     let mut g = Grads {
         mem: zeros::<T>(d.b * n * m),
         par: zeros::<T>(d.b * d.h * p),
@@ -511,6 +594,7 @@ fn backward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T], grad: &[T]) -> G
             );
         }
     }
+    g.mem = transpose(&g.mem, m, n);
     g
 }
 

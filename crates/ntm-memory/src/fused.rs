@@ -1,6 +1,9 @@
 //! Fused CPU ops with analytic backward passes: the multi-head write, and a whole NTM memory
 //! step (interface activations, write-head addressing, erase and add, read-head addressing,
 //! reads) as a single graph node.
+//!
+//! The kernels take one batch element's memory column-major, `[M * N]` (see
+//! [`ntm_addressing::fused`]): every loop over the memory runs over the `N` rows of one column.
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
 use std::any::Any;
@@ -10,34 +13,31 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType,
 };
 use ntm_addressing::fused::{
-    dot, head_backward, head_forward, row_norms, slice, zeros, Dims, HeadCache, Real,
+    dot, dot3, head_backward, head_forward, row_norms, slice, transpose, zeros, Dims, HeadCache,
+    Real,
 };
 use num_traits::Float;
 
-/// Multiplies `rows [N*M]` by the erase factors `1 - w_i e_j` of one head.
-fn apply_erase<T: Float>(rows: &mut [T], w: &[T], e: &[T], m: usize) {
-    for (row, &wi) in rows.chunks_exact_mut(m).zip(w) {
-        for (x, &ej) in row.iter_mut().zip(e) {
+/// Multiplies the column-major memory `mem [M*N]` by the erase factors `1 - w_i e_j` of one
+/// head.
+fn apply_erase<T: Float>(mem: &mut [T], w: &[T], e: &[T]) {
+    for (col, &ej) in mem.chunks_exact_mut(w.len()).zip(e) {
+        for (x, &wi) in col.iter_mut().zip(w) {
             *x = *x * (T::one() - wi * ej);
         }
     }
 }
 
-/// One batch element's write, in place on `mem [N*M]` (which holds the previous memory):
-/// `w [W*N]`, `ea [W*2M]` (erase then add per head).
+/// One batch element's write, in place on the column-major `mem [M*N]` (which holds the
+/// previous memory): `w [W*N]`, `ea [W*2M]` (erase then add per head).
 fn write_one<T: Float>(n: usize, m: usize, heads: usize, w: &[T], ea: &[T], mem: &mut [T]) {
     for h in 0..heads {
-        apply_erase(
-            mem,
-            &w[h * n..(h + 1) * n],
-            &ea[h * 2 * m..h * 2 * m + m],
-            m,
-        );
+        apply_erase(mem, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m]);
     }
     for h in 0..heads {
-        let add = &ea[h * 2 * m + m..(h + 1) * 2 * m];
-        for (row, &wi) in mem.chunks_exact_mut(m).zip(&w[h * n..(h + 1) * n]) {
-            for (x, &aj) in row.iter_mut().zip(add) {
+        let (w, add) = (&w[h * n..(h + 1) * n], &ea[h * 2 * m + m..(h + 1) * 2 * m]);
+        for (col, &aj) in mem.chunks_exact_mut(n).zip(add) {
+            for (x, &wi) in col.iter_mut().zip(w) {
                 *x = *x + wi * aj;
             }
         }
@@ -55,12 +55,8 @@ fn write_append<T: Float>(
 ) {
     if heads == 1 {
         let (e, a) = ea.split_at(m);
-        for (row, &wi) in mem.chunks_exact(m).zip(w) {
-            let erase_add = e.iter().zip(a);
-            out.extend(
-                (row.iter().zip(erase_add))
-                    .map(|(&x, (&ej, &aj))| x * (T::one() - wi * ej) + wi * aj),
-            );
+        for (col, (&ej, &aj)) in mem.chunks_exact(n).zip(e.iter().zip(a)) {
+            out.extend((col.iter().zip(w)).map(|(&x, &wi)| x * (T::one() - wi * ej) + wi * aj));
         }
     } else {
         let start = out.len();
@@ -93,31 +89,27 @@ fn write_one_backward<T: Float>(
             *x = gk * mk;
         }
         for other in (0..heads).filter(|&o| o != h) {
-            apply_erase(
-                &mut gm,
-                &w[other * n..(other + 1) * n],
-                &ea[other * 2 * m..other * 2 * m + m],
-                m,
-            );
+            let e = &ea[other * 2 * m..other * 2 * m + m];
+            apply_erase(&mut gm, &w[other * n..(other + 1) * n], e);
         }
         let (e, a) = (
             &ea[h * 2 * m..h * 2 * m + m],
             &ea[h * 2 * m + m..(h + 1) * 2 * m],
         );
+        let (wh, gwh) = (&w[h * n..(h + 1) * n], &mut g_w[h * n..(h + 1) * n]);
         let (de, da) = g_ea[h * 2 * m..(h + 1) * 2 * m].split_at_mut(m);
-        for i in 0..n {
-            let wi = w[h * n + i];
-            let (gm_row, g_row) = (&gm[i * m..(i + 1) * m], &g[i * m..(i + 1) * m]);
-            for j in 0..m {
-                de[j] = de[j] - gm_row[j] * wi;
-                da[j] = da[j] + g_row[j] * wi;
+        let cols = gm.chunks_exact(n).zip(g.chunks_exact(n));
+        for (j, (gm_col, g_col)) in cols.enumerate() {
+            de[j] = de[j] - dot(gm_col, wh);
+            da[j] = da[j] + dot(g_col, wh);
+            for (gw, (&gv, &gmv)) in gwh.iter_mut().zip(g_col.iter().zip(gm_col)) {
+                *gw = *gw + gv * a[j] - gmv * e[j];
             }
-            g_w[h * n + i] = g_w[h * n + i] + dot(g_row, a) - dot(gm_row, e);
         }
     }
     // dM = g * prod_h (1 - w_h e_h)
     for h in 0..heads {
-        apply_erase(g, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m], m);
+        apply_erase(g, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m]);
     }
 }
 
@@ -149,6 +141,8 @@ impl FusedWrite {
         ea: &[T],
         (b, heads, n, m): (usize, usize, usize, usize),
     ) -> Vec<T> {
+        // The kernels work column-major; the op's tensors are row-major.
+        let mem = transpose(mem, n, m);
         let mut out = Vec::with_capacity(b * n * m);
         for i in 0..b {
             write_append(
@@ -159,7 +153,7 @@ impl FusedWrite {
                 &mut out,
             );
         }
-        out
+        transpose(&out, m, n)
     }
 
     fn backward<T: Real>(
@@ -168,12 +162,12 @@ impl FusedWrite {
         let (b, n, m) = t[0].dims3()?;
         let heads = t[1].dim(1)?;
         let (mem, w, ea) = (
-            tensor_vec::<T>(t[0])?,
+            transpose(&tensor_vec::<T>(t[0])?, n, m),
             tensor_vec::<T>(t[1])?,
             tensor_vec::<T>(t[2])?,
         );
         // The gradient of the written memory becomes that of the memory in place.
-        let mut g_mem = tensor_vec::<T>(t[3])?;
+        let mut g_mem = transpose(&tensor_vec::<T>(t[3])?, n, m);
         let (mut g_w, mut g_ea) = (zeros::<T>(w.len()), zeros::<T>(ea.len()));
         for i in 0..b {
             let (mr, wr, er) = (
@@ -195,7 +189,7 @@ impl FusedWrite {
         }
         let dev = t[0].device();
         Ok((
-            Some(Tensor::from_vec(g_mem, (b, n, m), dev)?),
+            Some(Tensor::from_vec(transpose(&g_mem, m, n), (b, n, m), dev)?),
             Some(Tensor::from_vec(g_w, (b, heads, n), dev)?),
             Some(Tensor::from_vec(g_ea, (b, heads, 2 * m), dev)?),
         ))
@@ -489,10 +483,8 @@ fn step_one<T: Real>(
         .collect();
     for (h, out) in reads.chunks_exact_mut(m).enumerate() {
         let w = &weights[(d.w + h) * n..(d.w + h + 1) * n];
-        for (row, &wi) in written.chunks_exact(m).zip(w) {
-            for (r, &x) in out.iter_mut().zip(row) {
-                *r += wi * x;
-            }
+        for (r, col) in out.iter_mut().zip(written.chunks_exact(n)) {
+            *r = dot(w, col);
         }
     }
     Forward {
@@ -518,46 +510,19 @@ fn write_single_backward<T: Float>(
     g_w: &mut [T],
     g_ea: &mut [T],
 ) {
+    let n = w.len();
     let (e, a) = ea.split_at(m);
     let (de, da) = g_ea.split_at_mut(m);
-    let rows = mem.chunks_exact(m).zip(g.chunks_exact_mut(m));
-    for ((row, g_row), (&wi, gw)) in rows.zip(w.iter().zip(g_w)) {
-        // One element: updates de, da and g in place; returns its term of dw_i.
-        let one = |g: &mut T, x: T, (ej, aj): (T, T), (dej, daj): (&mut T, &mut T)| -> T {
-            let gv = *g;
-            *dej = *dej - gv * x * wi;
-            *daj = *daj + gv * wi;
-            *g = gv * (T::one() - wi * ej);
-            gv * (aj - x * ej)
-        };
-        // Four lanes of partial sums, so that the loop vectorises; then the tail.
-        let mut acc = [T::zero(); 4];
-        let (mut gc, mut xc) = (g_row.chunks_exact_mut(4), row.chunks_exact(4));
-        let (mut ec, mut ac) = (e.chunks_exact(4), a.chunks_exact(4));
-        let (mut dec, mut dac) = (de.chunks_exact_mut(4), da.chunks_exact_mut(4));
-        for (((gs, xs), (es, as_)), (des, das)) in (&mut gc)
-            .zip(&mut xc)
-            .zip((&mut ec).zip(&mut ac))
-            .zip((&mut dec).zip(&mut dac))
-        {
-            for k in 0..4 {
-                acc[k] = acc[k]
-                    + one(
-                        &mut gs[k],
-                        xs[k],
-                        (es[k], as_[k]),
-                        (&mut des[k], &mut das[k]),
-                    );
-            }
+    let cols = mem.chunks_exact(n).zip(g.chunks_exact_mut(n));
+    for ((col, g_col), ((&ej, &aj), (dej, daj))) in
+        cols.zip(e.iter().zip(a).zip(de.iter_mut().zip(da)))
+    {
+        *dej = *dej - dot3(g_col, col, w);
+        *daj = *daj + dot(g_col, w);
+        for ((gv, gw), (&x, &wi)) in g_col.iter_mut().zip(g_w.iter_mut()).zip(col.iter().zip(w)) {
+            *gw = *gw + *gv * (aj - x * ej);
+            *gv = *gv * (T::one() - wi * ej);
         }
-        let tails = (gc.into_remainder().iter_mut().zip(xc.remainder()))
-            .zip(ec.remainder().iter().zip(ac.remainder()))
-            .zip(dec.into_remainder().iter_mut().zip(dac.into_remainder()));
-        let mut tail = T::zero();
-        for (((g, &x), (&ej, &aj)), (dej, daj)) in tails {
-            tail = tail + one(g, x, (ej, aj), (dej, daj));
-        }
-        *gw = *gw + ((acc[0] + acc[2]) + (acc[1] + acc[3]) + tail);
     }
 }
 
@@ -591,12 +556,12 @@ fn step_one_backward<T: Real>(
     for h in 0..d.r {
         let o = (d.w + h) * n;
         let gr = &g_reads[h * m..(h + 1) * m];
-        let rows = written.chunks_exact(m).zip(g_written.chunks_exact_mut(m));
-        for (i, (row, g_row)) in rows.enumerate() {
-            g_w[o + i] += dot(gr, row);
-            let wi = weights[o + i];
-            for (g, &x) in g_row.iter_mut().zip(gr) {
-                *g += wi * x;
+        let (w, gw) = (&weights[o..o + n], &mut g_w[o..o + n]);
+        let cols = written.chunks_exact(n).zip(g_written.chunks_exact_mut(n));
+        for ((col, g_col), &grj) in cols.zip(gr) {
+            for ((gwi, gv), (&x, &wi)) in gw.iter_mut().zip(g_col).zip(col.iter().zip(w)) {
+                *gwi += grj * x;
+                *gv += wi * grj;
             }
         }
     }
@@ -665,7 +630,7 @@ fn step_one_backward<T: Real>(
 }
 
 /// One NTM memory step: `(state, interface [B, I])` to the next state, where a state is the flat
-/// concatenation of the memory `[B*N*M]`, the weightings `[B*(W+R)*N]` (write heads first) and
+/// concatenation of the memory `[B*M*N]` (each element's column-major), the weightings `[B*(W+R)*N]` (write heads first) and
 /// the reads `[B*R*M]`. The previous reads are not an input of the step (their gradient is zero).
 ///
 /// Each application is a fresh op that keeps its forward intermediates for its own backward

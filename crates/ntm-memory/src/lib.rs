@@ -188,9 +188,11 @@ impl NtmMemoryConfig {
 
 /// State of an [`NtmMemory`] between steps, for a batch of `B` sequences.
 ///
-/// Memory contents `[B, N, M]`, weightings `[B, W + R, N]` (write heads first) and reads
-/// `[B, R * M]` live in one flat tensor, which is what the fused step consumes and produces: one
-/// graph node per step instead of a node per piece.
+/// Memory contents, weightings `[B, W + R, N]` (write heads first) and reads `[B, R * M]` live in
+/// one flat tensor, which is what the fused step consumes and produces: one graph node per step
+/// instead of a node per piece. The memory part is stored as `[B, M, N]`, each batch element's
+/// memory column-major, the layout the fused kernels run fastest on; [`NtmState::memory`] gives
+/// it back as `[B, N, M]`.
 #[derive(Debug, Clone)]
 pub struct NtmState {
     flat: Tensor,
@@ -225,7 +227,7 @@ impl NtmState {
         let batch = memory.dim(0)?;
         let flat = Tensor::cat(
             &[
-                memory.flatten_all()?,
+                memory.transpose(1, 2)?.flatten_all()?,
                 weights.flatten_all()?,
                 reads.flatten_all()?,
             ],
@@ -240,7 +242,9 @@ impl NtmState {
         Ok(self
             .flat
             .narrow(0, 0, lm)?
-            .reshape((self.batch, self.dims.n, self.dims.m))?)
+            .reshape((self.batch, self.dims.m, self.dims.n))?
+            .transpose(1, 2)?
+            .contiguous()?)
     }
 
     /// Weightings of the write heads, then of the read heads: `[batch, W + R, N]`.
