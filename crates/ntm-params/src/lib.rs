@@ -328,7 +328,8 @@ fn own_op_runs_on(x: &Tensor) -> bool {
 /// general strided reduction, which cost several percent of a training step.
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if own_op_runs_on(x) && x.dtype() == bias.dtype() && bias.device().is_cpu() {
-        Ok(x.apply_op2(bias, AddBias)?)
+        // A no-op for the matrix products this follows; a copy for a strided view.
+        Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)?)
     } else {
         Ok(x.broadcast_add(bias)?)
     }
@@ -552,6 +553,15 @@ mod tests {
         assert_eq!(own.0, vec![1.25, -3.0, 5.0, 0.75, 3.0, -4.0]);
         assert_eq!(own.2, vec![-3.0, 7.0, 3.5]);
         assert_eq!(own, reference);
+    }
+
+    #[test]
+    fn add_bias_takes_strided_inputs() {
+        let x = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu).unwrap();
+        let xt = x.t().unwrap(); // [2, 3], not contiguous
+        let bias = Tensor::new(&[10f32, 20.0, 30.0], &Device::Cpu).unwrap();
+        let y: Vec<Vec<f32>> = add_bias(&xt, &bias).unwrap().to_vec2().unwrap();
+        assert_eq!(y, vec![vec![11.0, 23.0, 35.0], vec![12.0, 24.0, 36.0]]);
     }
 
     #[test]
