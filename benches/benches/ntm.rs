@@ -9,7 +9,7 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ntm::addressing::{address_fused, address_unfused};
-use ntm::{ModelConfig, ModelKind};
+use ntm::ModelConfig;
 use ntm_benches::addressing_inputs;
 use ntm_train::{RunConfig, Trainer};
 
@@ -49,11 +49,8 @@ fn model_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("ntm-step");
     for b in [1usize, 32] {
         for fused in [true, false] {
-            let mut config = ModelConfig {
-                kind: ModelKind::LstmNtm,
-                ..Default::default()
-            };
-            config.memory.fused = fused;
+            let mut config = ModelConfig::default();
+            config.memory.options.insert("fused".into(), fused.into());
             let model = config
                 .build(9, 8, 0, DType::F32, &Device::Cpu)
                 .expect("model");
@@ -88,8 +85,8 @@ fn training_step(c: &mut Criterion) {
             "train.val_sequences=1".into(),
         ]
         .into();
-        let config = RunConfig::resolve(Some("copy"), Some(ModelKind::LstmNtm), None, &sets)
-            .expect("config");
+        let config =
+            RunConfig::resolve(Some("copy"), Some("lstm-ntm"), None, &sets).expect("config");
         let mut trainer = Trainer::new(config, &Device::Cpu).expect("trainer");
         g.throughput(Throughput::Elements(b as u64));
         g.bench_function(BenchmarkId::from_parameter(b), |bench| {

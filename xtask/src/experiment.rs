@@ -7,17 +7,30 @@ use serde::Deserialize;
 
 use crate::{io, Result, XtaskError};
 
-/// The models of the paper, in the order its tables list them.
+/// The models of the paper, in the order its tables list them; other models (any name `ntm`
+/// accepts, such as `gru-ntm`) follow in alphabetical order.
 pub const MODEL_ORDER: [&str; 3] = ["ff-ntm", "lstm-ntm", "lstm"];
 
-/// The tasks of the paper, in the order of its sections.
-pub const TASK_ORDER: [&str; 5] = [
-    "copy",
-    "repeat-copy",
-    "associative-recall",
-    "ngrams",
-    "priority-sort",
-];
+/// The position of `model` in reports: the paper's models first.
+pub fn model_rank(model: &str) -> (usize, String) {
+    let paper = MODEL_ORDER.iter().position(|m| *m == model);
+    (paper.unwrap_or(MODEL_ORDER.len()), model.to_string())
+}
+
+/// The tasks `ntm` knows, in the order of the paper's sections.
+pub fn task_order() -> Vec<String> {
+    ntm_tasks::TaskRegistry::default()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Whether `model` names a model with a memory (`controller-memory`), whose weightings a figure
+/// can show.
+pub fn has_memory(model: &str) -> bool {
+    model.contains('-')
+}
 
 /// One model of an experiment, with the paper's hyperparameters.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -163,11 +176,8 @@ impl Experiment {
             message,
         };
         let e: Experiment = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
-        if !TASK_ORDER.contains(&e.task.as_str()) {
+        if !task_order().contains(&e.task) {
             return Err(bad(format!("unknown task `{}`", e.task)));
-        }
-        if let Some(m) = e.models.keys().find(|m| !MODEL_ORDER.contains(&m.as_str())) {
-            return Err(bad(format!("unknown model `{m}`")));
         }
         for (name, p) in &e.profiles {
             if p.seeds == 0 || p.eval_sequences == 0 {
@@ -194,17 +204,16 @@ impl Experiment {
                 out.push(Self::parse_named(&text, &path.display().to_string())?);
             }
         }
-        out.sort_by_key(|e| TASK_ORDER.iter().position(|t| *t == e.task));
+        let order = task_order();
+        out.sort_by_key(|e| order.iter().position(|t| *t == e.task));
         Ok(out)
     }
 
-    /// The model kinds of this experiment, in the paper's order.
+    /// The models of this experiment, the paper's first, in its order.
     pub fn model_kinds(&self) -> Vec<&str> {
-        MODEL_ORDER
-            .iter()
-            .copied()
-            .filter(|m| self.models.contains_key(*m))
-            .collect()
+        let mut models: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        models.sort_by_key(|m| model_rank(m));
+        models
     }
 
     /// One run per (model, seed) of `profile`; `seeds` overrides the profile's seed count.
@@ -223,8 +232,8 @@ impl Experiment {
         for model in self.model_kinds() {
             let spec = &self.models[model];
             let mut sets = vec![
-                format!("model.size={}", spec.size),
-                format!("model.layers={}", spec.layers),
+                format!("model.controller.size={}", spec.size),
+                format!("model.controller.layers={}", spec.layers),
                 format!("train.optimizer.lr={}", spec.lr),
             ];
             if let Some(h) = spec.heads {
@@ -250,7 +259,7 @@ impl Experiment {
                     sets: sets.clone(),
                     eval: self.eval.clone(),
                     eval_sequences: p.eval_sequences,
-                    show: (model != "lstm").then(|| self.show.clone()),
+                    show: has_memory(model).then(|| self.show.clone()),
                 });
             }
         }

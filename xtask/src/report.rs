@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ntm_plot::{LineChart, Series};
 use serde_json::Value;
 
-use crate::experiment::{EVAL, FIGURE, MODEL_ORDER, TASK_ORDER};
+use crate::experiment::{model_rank, task_order, EVAL, FIGURE, MODEL_ORDER};
 use crate::{io, Result};
 
 /// Parameter counts the paper reports (Graves et al. 2014, tables 1-3).
@@ -188,9 +188,10 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
     let (runs, unfinished) = collect(out)?;
     let figures = out.join("figures");
     std::fs::create_dir_all(&figures).map_err(io(&figures))?;
-    let mut tasks: Vec<&str> = TASK_ORDER
+    let order = task_order();
+    let mut tasks: Vec<&str> = order
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|t| runs.iter().any(|r| r.task == *t))
         .collect();
     for r in &runs {
@@ -206,16 +207,23 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
     md.push_str("Rebuild with `cargo xtask report --out DIR`.\n\n");
 
     // The main table: final cost of every model on every task.
+    let mut all_models: Vec<&str> = MODEL_ORDER.to_vec();
+    for r in &runs {
+        if !all_models.contains(&r.model.as_str()) {
+            all_models.push(&r.model);
+        }
+    }
+    all_models.sort_by_key(|m| model_rank(m));
     md.push_str("## Summary\n\n| task |");
-    for m in MODEL_ORDER {
+    for m in &all_models {
         let _ = write!(md, " {m} |");
     }
     md.push_str("\n|---|");
-    md.push_str(&"---|".repeat(MODEL_ORDER.len()));
+    md.push_str(&"---|".repeat(all_models.len()));
     md.push('\n');
     for task in &tasks {
         let _ = write!(md, "| {task} |");
-        for m in MODEL_ORDER {
+        for &m in &all_models {
             let group: Vec<&RunResult> = runs
                 .iter()
                 .filter(|r| r.task == *task && r.model == m)
@@ -242,16 +250,13 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
 
     for task in &tasks {
         let task_runs: Vec<&RunResult> = runs.iter().filter(|r| r.task == *task).collect();
-        let mut models: Vec<&str> = MODEL_ORDER
-            .iter()
-            .copied()
-            .filter(|m| task_runs.iter().any(|r| r.model == *m))
-            .collect();
+        let mut models: Vec<&str> = Vec::new();
         for r in &task_runs {
             if !models.contains(&r.model.as_str()) {
                 models.push(&r.model);
             }
         }
+        models.sort_by_key(|m| model_rank(m));
         let sizes: Vec<String> = {
             let mut s: Vec<String> = Vec::new();
             for r in &task_runs {

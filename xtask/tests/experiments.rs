@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use xtask::experiment::{MODEL_ORDER, TASK_ORDER};
+use xtask::experiment::{task_order, MODEL_ORDER};
 use xtask::{report, slurm, Experiment};
 
 fn experiments() -> Vec<Experiment> {
@@ -13,7 +13,7 @@ fn experiments() -> Vec<Experiment> {
 fn every_paper_task_has_a_file_with_three_models_and_two_profiles() {
     let all = experiments();
     let tasks: Vec<&str> = all.iter().map(|e| e.task.as_str()).collect();
-    assert_eq!(tasks, TASK_ORDER);
+    assert_eq!(tasks, task_order());
     for e in &all {
         assert_eq!(e.model_kinds(), MODEL_ORDER, "{}", e.task);
         for profile in ["quick", "paper"] {

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use candle_core::Device;
-use ntm::ModelKind;
 use ntm_train::{RunConfig, Trainer};
 
 /// Arguments of `ntm bench`.
@@ -12,9 +11,9 @@ pub struct BenchArgs {
     /// The task whose default config is measured.
     #[arg(long, default_value = "copy")]
     task: String,
-    /// ff-ntm, lstm-ntm or lstm.
+    /// A model name, as for `ntm train` (ff-ntm, lstm-ntm, gru-ntm, lstm, ...).
     #[arg(long, default_value = "lstm-ntm")]
-    model: ModelKind,
+    model: String,
     /// Sequences per update.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -37,7 +36,7 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize) -> super::Result<()> {
     let mut sets = args.sets.clone();
     sets.push(format!("train.batch_size={}", args.batch));
     sets.push("train.val_sequences=1".into());
-    let config = RunConfig::resolve(Some(&args.task), Some(args.model), None, &sets)?;
+    let config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
     let mut trainer = Trainer::new(config, dev)?;
     for _ in 0..args.warmup {
         trainer.step()?;
@@ -57,7 +56,7 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize) -> super::Result<()> {
     if args.json {
         let out = serde_json::json!({
             "task": args.task,
-            "model": args.model.name(),
+            "model": args.model,
             "params": trainer.model().param_count(),
             "batch": args.batch,
             "threads": threads,

@@ -16,10 +16,9 @@ use std::process::ExitCode;
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ntm::ModelKind;
 use ntm_tasks::Size;
 use ntm_train::trainer::files;
-use ntm_train::{EvalStats, Observer, RunConfig, StepStats, Trainer};
+use ntm_train::{EvalStats, Observer, Registry, RunConfig, StepStats, Trainer};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -87,10 +86,11 @@ struct TrainArgs {
     /// copy, repeat-copy, associative-recall, ngrams or priority-sort.
     #[arg(long)]
     task: Option<String>,
-    /// ff-ntm, lstm-ntm or lstm (default: the config file's, else ff-ntm for associative
-    /// recall and lstm-ntm for the other tasks).
+    /// A model: `controller-memory` (ff-ntm, lstm-ntm, gru-ntm) or a controller alone (ff,
+    /// lstm, gru); default: the config file's, else ff-ntm for associative recall and lstm-ntm
+    /// for the other tasks.
     #[arg(long)]
-    model: Option<ModelKind>,
+    model: Option<String>,
     /// A TOML run config; its values override the embedded defaults.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -157,27 +157,6 @@ fn device(name: &str) -> Result<Device> {
     }
 }
 
-/// The paper's generalisation sizes for each task.
-fn default_sizes(task: &str) -> Vec<Size> {
-    let lengths = |v: &[usize]| v.iter().map(|&l| Size::Length(l)).collect();
-    match task {
-        "copy" => lengths(&[10, 20, 30, 50, 120]),
-        "repeat-copy" => vec![
-            Size::Repeat {
-                length: 10,
-                repeats: 20,
-            },
-            Size::Repeat {
-                length: 20,
-                repeats: 10,
-            },
-        ],
-        "associative-recall" => lengths(&[6, 12, 15]),
-        "ngrams" => lengths(&[200]),
-        _ => lengths(&[20]),
-    }
-}
-
 struct Bar(ProgressBar);
 
 impl Observer for Bar {
@@ -215,7 +194,12 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
         let saved = std::fs::read_to_string(out.join(files::CONFIG))
             .map_err(|e| format!("{}: {e}", out.join(files::CONFIG).display()))?;
         (
-            RunConfig::resolve(args.task.as_deref(), args.model, Some(&saved), &sets)?,
+            RunConfig::resolve(
+                args.task.as_deref(),
+                args.model.as_deref(),
+                Some(&saved),
+                &sets,
+            )?,
             out,
         )
     } else {
@@ -225,12 +209,17 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
             ),
             None => None,
         };
-        let config = RunConfig::resolve(args.task.as_deref(), args.model, file.as_deref(), &sets)?;
+        let config = RunConfig::resolve(
+            args.task.as_deref(),
+            args.model.as_deref(),
+            file.as_deref(),
+            &sets,
+        )?;
         let out = args.out.clone().unwrap_or_else(|| {
             PathBuf::from("runs").join(format!(
                 "{}-{}-s{}",
                 config.task.name(),
-                config.model.kind,
+                config.model_name(),
                 config.seed
             ))
         });
@@ -255,7 +244,7 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
     let limit = config.train.max_sequences;
     eprintln!(
         "training {} on {} ({} parameters) into {}",
-        config.model.kind,
+        config.model_name(),
         config.task.name(),
         trainer.model().param_count(),
         out.display()
@@ -295,10 +284,20 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
 
 fn eval(args: EvalArgs, dev: &Device) -> Result<()> {
     let run = ntm_train::load_run(&args.run, dev)?;
-    let sizes = args
-        .lengths
-        .clone()
-        .unwrap_or_else(|| default_sizes(run.task.name()));
+    let sizes = match args.lengths.clone() {
+        Some(sizes) => sizes,
+        None => Registry::default()
+            .tasks
+            .eval_sizes(run.task.name())
+            .to_vec(),
+    };
+    if sizes.is_empty() {
+        return Err(format!(
+            "task {} has no default sizes: pass --lengths",
+            run.task.name()
+        )
+        .into());
+    }
     let batch = run.config.train.val_batch;
     let mut results = Vec::new();
     for size in sizes {
@@ -322,7 +321,7 @@ fn eval(args: EvalArgs, dev: &Device) -> Result<()> {
         println!(
             "{} {} ({}), {} sequences per size",
             run.task.name(),
-            run.config.model.kind,
+            run.config.model_name(),
             args.run.display(),
             args.sequences
         );
@@ -351,7 +350,7 @@ fn show(args: ShowArgs, dev: &Device) -> Result<()> {
         &batch,
         &probs,
         &traces,
-        &format!("{} {}", run.task.name(), run.config.model.kind),
+        &format!("{} {}", run.task.name(), run.config.model_name()),
     )?;
     figure.save_png(&args.out)?;
     println!("wrote {}", args.out.display());

@@ -30,7 +30,7 @@ fn assert_clean_failure(o: &Output, needle: &str) {
 
 const TINY: [&str; 16] = [
     "--set",
-    "model.size=8",
+    "model.controller.size=8",
     "--set",
     "model.memory.rows=16",
     "--set",

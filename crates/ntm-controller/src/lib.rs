@@ -26,8 +26,12 @@
 //! ```
 
 mod cell;
+mod registry;
 
 pub use cell::{lstm_cell, lstm_cell_unfused};
+pub use registry::{
+    BoxedController, BoxedState, ControllerConfig, ControllerKind, ControllerRegistry,
+};
 
 use candle_core::Tensor;
 use ntm_params::{Init, Linear, Params, ParamsError};

@@ -28,8 +28,11 @@
 use candle_core::Tensor;
 
 mod fused;
+mod registry;
+
 use ntm_addressing::{address_unfused, softmax, AddressingError, HeadParams};
 use ntm_params::{sigmoid, softplus, Init, Params, ParamsError};
+pub use registry::{BoxedMemory, BoxedMemoryState, MemoryConfig, MemoryKind, MemoryRegistry};
 use serde::{Deserialize, Serialize};
 
 /// Errors from building or running a memory.

@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, fill_bits, mul, unsupported};
+use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the associative recall task. [`Default`] gives the paper's: items of 3 six-bit
@@ -120,7 +120,7 @@ impl Task for AssociativeRecallTask {
         let (width, il) = (c.width, c.item_length);
         let list_steps = mul(il.checked_add(1), items);
         let steps = add(add(add(list_steps, il), il), 2);
-        let mut batch = Batch::zeros(Self::NAME, steps, batch_size, width + 2, width)?;
+        let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 2, width)?;
         let query_start = items * (il + 1);
         let output_start = query_start + il + 2;
         let mut item = vec![0.0f32; il * width];
@@ -130,7 +130,7 @@ impl Task for AssociativeRecallTask {
                 let first = k * (il + 1);
                 batch.inputs.set(first, b, width, 1.0);
                 for j in 0..il {
-                    fill_bits(rng, &mut batch.inputs.row_mut(first + 1 + j, b)[..width]);
+                    random_bits(rng, &mut batch.inputs.row_mut(first + 1 + j, b)[..width]);
                 }
             }
             let query = rng.random_range(0..items - 1);

@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, fill_bits, mul, unsupported};
+use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the copy task. [`Default`] gives the paper's: 8 bits, lengths 1..=20.
@@ -106,11 +106,11 @@ impl Task for CopyTask {
         };
         let width = self.config.width;
         let steps = add(mul(Some(length), 2), 1);
-        let mut batch = Batch::zeros(Self::NAME, steps, batch_size, width + 1, width)?;
+        let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 1, width)?;
         for b in 0..batch_size {
             for t in 0..length {
                 let input = &mut batch.inputs.row_mut(t, b)[..width];
-                fill_bits(rng, input);
+                random_bits(rng, input);
                 let bits = input.to_vec();
                 batch
                     .targets

@@ -7,10 +7,20 @@ use crate::Size;
 #[non_exhaustive]
 pub enum TaskError {
     /// A task name that none of the tasks answers to.
-    #[error("unknown task `{name}`; valid tasks are: {}", crate::TASK_NAMES.join(", "))]
+    #[error("unknown task `{name}`; known tasks are: {known}")]
     UnknownTask {
         /// The name that was asked for.
         name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
+    /// Options that the task does not accept, or a name registered twice.
+    #[error("task {task}: {reason}")]
+    BadOptions {
+        /// The task's name.
+        task: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A task configuration that breaks one of the task's rules.
     #[error("invalid {task} config: {reason}")]

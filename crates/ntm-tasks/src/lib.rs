@@ -44,7 +44,7 @@ mod size;
 mod task;
 
 pub use associative_recall::{AssociativeRecallConfig, AssociativeRecallTask};
-pub use config::{TaskConfig, TASK_NAMES};
+pub use config::{TaskConfig, TaskKind, TaskRegistry};
 pub use copy::{CopyConfig, CopyTask};
 pub use error::TaskError;
 pub use ngrams::{ngram_optimal_bits, NgramTable, NgramsConfig, NgramsTask, MAX_NGRAM_ORDER};
@@ -52,4 +52,8 @@ pub use priority_sort::{PrioritySortConfig, PrioritySortTask};
 pub use repeat_copy::{RepeatCopyConfig, RepeatCopyTask};
 pub use sequence::{Batch, Sequence};
 pub use size::Size;
-pub use task::{CostKind, Task};
+pub use task::{random_bits, CostKind, Task};
+
+/// The random number generator crate the [`Task`] trait is written against, so that a task
+/// implemented elsewhere uses the same version.
+pub use rand;

@@ -250,7 +250,7 @@ impl Task for NgramsTask {
             }
         };
         let steps = length - 1;
-        let mut batch = Batch::zeros(Self::NAME, Some(steps), batch_size, 1, 1)?;
+        let mut batch = Batch::zeros_checked(Self::NAME, Some(steps), batch_size, 1, 1)?;
         for b in 0..batch_size {
             let table = NgramTable::sample_unchecked(order, rng);
             let bits = table.generate(length, rng);

@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, fill_bits, unsupported};
+use crate::task::{add, ensure, ensure_width, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the priority sort task. [`Default`] gives the paper's: 20 eight-bit vectors in,
@@ -115,13 +115,13 @@ impl Task for PrioritySortTask {
             }
         };
         let steps = add(add(Some(inputs), 1), outputs);
-        let mut batch = Batch::zeros(Self::NAME, steps, batch_size, width + 2, width)?;
+        let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 2, width)?;
         let mut order: Vec<(f32, usize)> = Vec::with_capacity(inputs);
         for b in 0..batch_size {
             order.clear();
             for t in 0..inputs {
                 let row = batch.inputs.row_mut(t, b);
-                fill_bits(rng, &mut row[..width]);
+                random_bits(rng, &mut row[..width]);
                 let priority = rng.random_range(-1.0f32..=1.0);
                 row[width] = priority;
                 order.push((priority, t));

@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, fill_bits, mul, unsupported};
+use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the repeat copy task. [`Default`] gives the paper's: 8 bits, lengths 1..=10,
@@ -149,14 +149,14 @@ impl Task for RepeatCopyTask {
         // L data steps, 1 delimiter step, R * L + 1 output steps.
         let out_steps = add(mul(Some(repeats), length), 1);
         let steps = add(add(out_steps, length), 1);
-        let mut batch = Batch::zeros(Self::NAME, steps, batch_size, width + 2, width + 1)?;
+        let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 2, width + 1)?;
         let start = length + 1;
         let end_marker = start + repeats * length;
         let repeat_value = self.normalised_repeats(repeats);
         for b in 0..batch_size {
             for t in 0..length {
                 let input = &mut batch.inputs.row_mut(t, b)[..width];
-                fill_bits(rng, input);
+                random_bits(rng, input);
                 let bits = input.to_vec();
                 for r in 0..repeats {
                     let row = batch.targets.row_mut(start + r * length + t, b);

@@ -169,8 +169,29 @@ impl Batch {
             .count()
     }
 
-    /// Allocates an all-zero batch, or a [`TaskError::TooLarge`] if it cannot be addressed.
-    pub(crate) fn zeros(
+    /// An all-zero batch of `batch` episodes of `steps` steps, for `task` (its name, used in
+    /// errors): [`TaskError::EmptyBatch`] if `batch == 0`, [`TaskError::TooLarge`] if the arrays
+    /// cannot be addressed.
+    ///
+    /// ```
+    /// use ntm_tasks::Batch;
+    /// let mut batch = Batch::zeros("mine", 7, 2, 5, 4)?;
+    /// batch.mask_steps(4..7);
+    /// assert_eq!((batch.steps(), batch.batch_size(), batch.scored_steps()), (7, 2, 3));
+    /// # Ok::<(), ntm_tasks::TaskError>(())
+    /// ```
+    pub fn zeros(
+        task: &'static str,
+        steps: usize,
+        batch: usize,
+        input_size: usize,
+        output_size: usize,
+    ) -> Result<Self, TaskError> {
+        Self::zeros_checked(task, Some(steps), batch, input_size, output_size)
+    }
+
+    /// [`Batch::zeros`] with a step count that may have overflowed (`None`).
+    pub(crate) fn zeros_checked(
         task: &'static str,
         steps: Option<usize>,
         batch: usize,
@@ -194,9 +215,9 @@ impl Batch {
         })
     }
 
-    /// Sets the mask of every sequence to 1 on steps `range`.
-    pub(crate) fn mask_steps(&mut self, range: std::ops::Range<usize>) {
-        for t in range {
+    /// Sets the mask of every sequence to 1 on steps `range` (steps past the end are ignored).
+    pub fn mask_steps(&mut self, range: std::ops::Range<usize>) {
+        for t in range.start..range.end.min(self.mask.steps) {
             for b in 0..self.mask.batch {
                 self.mask.set(t, b, 0, 1.0);
             }

@@ -27,10 +27,17 @@ impl fmt::Display for CostKind {
     }
 }
 
-/// One of the paper's algorithmic tasks: a generator of batches of input/target episodes.
+/// A generator of batches of input/target episodes: one of the paper's algorithmic tasks, or
+/// any other.
+///
+/// Implement it for a task of your own and it trains, checkpoints and evaluates like the
+/// built-in ones (`ntm_train::Trainer::from_parts`). [`Batch::zeros`], [`Batch::mask_steps`]
+/// and [`random_bits`] build a batch; [`rand`](crate::rand) is re-exported so that the
+/// generator types match.
 pub trait Task: Send + Sync {
-    /// The task's name: `"copy"`, `"repeat-copy"`, `"associative-recall"`, `"ngrams"` or
-    /// `"priority-sort"`.
+    /// The task's name. The built-in tasks are `"copy"`, `"repeat-copy"`,
+    /// `"associative-recall"`, `"ngrams"` and `"priority-sort"`; any other name is free for a
+    /// task of your own (it names the task in run directories and summaries).
     fn name(&self) -> &'static str;
 
     /// Channels of each input step.
@@ -65,7 +72,7 @@ pub trait Task: Send + Sync {
 }
 
 /// Fills `out` with independent fair bits (0.0 or 1.0).
-pub(crate) fn fill_bits(rng: &mut dyn RngCore, out: &mut [f32]) {
+pub fn random_bits(rng: &mut dyn RngCore, out: &mut [f32]) {
     for v in out {
         *v = if rng.random::<bool>() { 1.0 } else { 0.0 };
     }

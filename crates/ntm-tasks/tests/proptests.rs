@@ -20,7 +20,7 @@ proptest! {
 
     #[test]
     fn batches_are_well_formed(seed in any::<u64>(), task_idx in 0usize..5, batch in 1usize..5) {
-        let task = TaskConfig::default_for(TASK_NAMES[task_idx]).unwrap().build().unwrap();
+        let task = TaskConfig::default_for(TaskRegistry::default().names()[task_idx]).unwrap().build().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let b = task.batch(batch, None, &mut rng).unwrap();
         let t = b.steps();

@@ -8,6 +8,14 @@ fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+const TASK_NAMES: [&str; 5] = [
+    "copy",
+    "repeat-copy",
+    "associative-recall",
+    "ngrams",
+    "priority-sort",
+];
+
 fn all_tasks() -> Vec<Box<dyn Task>> {
     TASK_NAMES
         .iter()
@@ -437,6 +445,7 @@ fn names_and_cost_kinds() {
     let tasks = all_tasks();
     let names: Vec<&str> = tasks.iter().map(|t| t.name()).collect();
     assert_eq!(names, TASK_NAMES);
+    assert_eq!(TaskRegistry::default().names(), TASK_NAMES);
     for t in &tasks {
         let expected = if t.name() == "ngrams" {
             CostKind::CrossEntropyBits
@@ -619,21 +628,33 @@ fn unsupported_sizes_and_empty_batches_are_errors() {
 fn task_config_from_toml() {
     let cfg: TaskConfig = toml::from_str("name = \"copy\"\nmax_length = 5").unwrap();
     assert_eq!(
-        cfg,
-        TaskConfig::Copy(CopyConfig {
+        cfg.settings::<CopyConfig>().unwrap(),
+        CopyConfig {
             max_length: 5,
             ..CopyConfig::default()
-        })
+        }
     );
     let task = cfg.build().unwrap();
     for seed in 0..20 {
         assert!(task.batch(1, None, &mut rng(seed)).unwrap().steps() <= 11);
     }
     let cfg: TaskConfig = toml::from_str("name = \"priority-sort\"").unwrap();
-    assert_eq!(cfg, TaskConfig::default_for("priority-sort").unwrap());
+    let registry = TaskRegistry::default();
+    assert_eq!(
+        registry.resolve(&cfg).unwrap(),
+        TaskConfig::default_for("priority-sort").unwrap()
+    );
 
-    assert!(toml::from_str::<TaskConfig>("name = \"copy\"\nmax_lenght = 5").is_err());
-    assert!(toml::from_str::<TaskConfig>("name = \"kopy\"").is_err());
+    // Parsing only names the task; the registry checks the name and the options.
+    let build = |text: &str| toml::from_str::<TaskConfig>(text).unwrap().build();
+    assert!(matches!(
+        build("name = \"copy\"\nmax_lenght = 5"),
+        Err(TaskError::BadOptions { .. })
+    ));
+    assert!(matches!(
+        build("name = \"kopy\""),
+        Err(TaskError::UnknownTask { .. })
+    ));
     assert!(toml::from_str::<TaskConfig>("max_length = 5").is_err());
     // Valid syntax, invalid settings: caught by build.
     let bad: TaskConfig =

@@ -1,9 +1,9 @@
 //! The description of one training run: task, model, training hyperparameters and seed, with
 //! the embedded defaults of every task and `key=value` overrides.
 
-use ntm::memory::NtmMemoryConfig;
-use ntm::{ModelConfig, ModelKind};
-use ntm_tasks::TaskConfig;
+use candle_core::{DType, Device};
+use ntm::{ModelConfig, ModelRegistry, SequenceModel, NO_MEMORY};
+use ntm_tasks::{Task, TaskConfig, TaskRegistry};
 use serde::{Deserialize, Serialize};
 
 use crate::optim::OptimizerConfig;
@@ -79,80 +79,143 @@ pub struct RunConfig {
     pub seed: u64,
     /// The task.
     pub task: TaskConfig,
-    /// The model.
-    #[serde(default)]
-    pub model: ModelConfig,
+    /// The model; `None` for a run whose model was built in code and handed to
+    /// [`Trainer::from_parts`](crate::Trainer::from_parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelConfig>,
     /// Training.
     #[serde(default)]
     pub train: TrainConfig,
 }
 
+/// The tasks, controllers and memories a [`RunConfig`] can name: the built-in ones by default,
+/// and any a user registers.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Controllers and memories.
+    pub models: ModelRegistry,
+    /// Tasks.
+    pub tasks: TaskRegistry,
+}
+
+/// The paper's setup of one task (Graves et al. 2014, tables 1-3; memory 128 x 20 throughout).
+struct PaperSetup {
+    task: &'static str,
+    /// The model trained when none is named.
+    default_model: &'static str,
+    /// Controller units, layers and heads (each of read and write) with a feedforward controller.
+    feedforward: (usize, usize, usize),
+    /// The same with a recurrent controller.
+    recurrent: (usize, usize, usize),
+    /// Units of each of the baseline's three layers.
+    baseline: usize,
+    /// Whether training stops on convergence (the algorithmic tasks) or after 30 minutes.
+    converges: bool,
+}
+
+const PAPER: [PaperSetup; 5] = [
+    PaperSetup {
+        task: "copy",
+        default_model: "lstm-ntm",
+        feedforward: (100, 1, 1),
+        recurrent: (100, 1, 1),
+        baseline: 256,
+        converges: true,
+    },
+    PaperSetup {
+        task: "repeat-copy",
+        default_model: "lstm-ntm",
+        feedforward: (100, 1, 1),
+        recurrent: (100, 1, 1),
+        baseline: 512,
+        converges: true,
+    },
+    // The feedforward NTM, which the paper found learns recall about three times faster.
+    PaperSetup {
+        task: "associative-recall",
+        default_model: "ff-ntm",
+        feedforward: (256, 1, 4),
+        recurrent: (100, 1, 1),
+        baseline: 256,
+        converges: true,
+    },
+    PaperSetup {
+        task: "ngrams",
+        default_model: "lstm-ntm",
+        feedforward: (100, 1, 1),
+        recurrent: (100, 1, 1),
+        baseline: 128,
+        converges: false,
+    },
+    PaperSetup {
+        task: "priority-sort",
+        default_model: "lstm-ntm",
+        feedforward: (512, 1, 8),
+        recurrent: (100, 2, 5),
+        baseline: 128,
+        converges: false,
+    },
+];
+
+fn paper(task: &str) -> Option<&'static PaperSetup> {
+    PAPER.iter().find(|p| p.task == task)
+}
+
 /// The model a task trains when none is named: the feedforward NTM for associative recall,
-/// where the paper found it learns about three times faster, the LSTM NTM elsewhere.
-pub fn default_model(task: &str) -> ModelKind {
-    match task {
-        "associative-recall" => ModelKind::FfNtm,
-        _ => ModelKind::LstmNtm,
-    }
+/// where the paper found it learns about three times faster, the LSTM NTM elsewhere (and for
+/// tasks the paper does not have).
+pub fn default_model(task: &str) -> &'static str {
+    paper(task).map_or("lstm-ntm", |p| p.default_model)
 }
 
-/// The paper's model for `task` and `kind` (Graves et al. 2014, tables 1-3): controller size,
-/// layers and heads; memory 128 x 20 throughout.
-pub fn paper_model(task: &str, kind: ModelKind) -> Result<ModelConfig> {
-    let ntm = |size: usize, layers: usize, heads: usize| ModelConfig {
-        kind,
-        size,
-        layers,
-        clip: 20.0,
-        memory: NtmMemoryConfig {
-            read_heads: heads,
-            write_heads: heads,
-            ..Default::default()
-        },
-    };
-    let (ff, lstm_ntm, lstm) = match task {
-        "copy" => (ntm(100, 1, 1), ntm(100, 1, 1), 256),
-        "repeat-copy" => (ntm(100, 1, 1), ntm(100, 1, 1), 512),
-        "associative-recall" => (ntm(256, 1, 4), ntm(100, 1, 1), 256),
-        "ngrams" => (ntm(100, 1, 1), ntm(100, 1, 1), 128),
-        "priority-sort" => (ntm(512, 1, 8), ntm(100, 2, 5), 128),
-        other => {
-            return Err(TrainError::from(ntm_tasks::TaskError::UnknownTask {
-                name: other.to_string(),
-            }))
+impl Registry {
+    /// The paper's model called `model` for `task`: the preset, with the controller's size and
+    /// layers and the number of heads of the paper's tables. A feedforward controller takes the
+    /// paper's feedforward row, any recurrent one (LSTM, GRU, ...) its LSTM-controller row, and
+    /// a model without memory its baseline (three layers). Tasks the paper does not have keep
+    /// the preset's sizes.
+    pub fn paper_model(&self, task: &str, model: &str) -> Result<ModelConfig> {
+        let mut config = self.models.preset(model)?;
+        let Some(setup) = paper(task) else {
+            return Ok(config);
+        };
+        if !config.has_memory() {
+            config.controller.size = setup.baseline;
+            config.controller.layers = 3;
+            return Ok(config);
         }
-    };
-    Ok(match kind {
-        ModelKind::FfNtm => ff,
-        ModelKind::LstmNtm => lstm_ntm,
-        ModelKind::Lstm => ModelConfig {
-            kind,
-            size: lstm,
-            layers: 3,
-            ..ModelConfig::default()
-        },
-    })
-}
+        let (size, layers, heads) = if self.models.recurrent(&config) {
+            setup.recurrent
+        } else {
+            setup.feedforward
+        };
+        config.controller.size = size;
+        config.controller.layers = layers;
+        for key in ["read_heads", "write_heads"] {
+            if let Some(v) = config.memory.options.get_mut(key) {
+                *v = toml::Value::Integer(heads as i64);
+            }
+        }
+        Ok(config)
+    }
 
-impl RunConfig {
-    /// The embedded default run of `task` with a `kind` model: the paper's model, task and
-    /// optimiser ([`TrainConfig::default`]), with a stopping rule per task: the three
+    /// The embedded default run of `task` with the model called `model`: the paper's model,
+    /// task and optimiser ([`TrainConfig::default`]), with a stopping rule per task: the three
     /// algorithmic tasks stop after three validations in a row under 0.1 bits per sequence,
     /// N-grams and priority sort after 30 minutes.
-    pub fn default_for(task: &str, kind: ModelKind) -> Result<Self> {
+    pub fn default_run(&self, task: &str, model: &str) -> Result<RunConfig> {
         let mut train = TrainConfig::default();
-        match task {
-            "copy" | "repeat-copy" | "associative-recall" => {
+        match paper(task) {
+            Some(p) if !p.converges => train.max_seconds = 1800.0,
+            _ => {
                 train.target_cost = 0.1;
                 train.patience = 3;
             }
-            "ngrams" | "priority-sort" => train.max_seconds = 1800.0,
-            _ => {}
         }
-        Ok(Self {
+        Ok(RunConfig {
             seed: 0,
-            task: TaskConfig::default_for(task)?,
-            model: paper_model(task, kind)?,
+            task: self.tasks.default_config(task)?,
+            model: Some(self.paper_model(task, model)?),
             train,
         })
     }
@@ -160,14 +223,16 @@ impl RunConfig {
     /// Builds a run from, in increasing precedence: the embedded defaults, a TOML file's text,
     /// and `key=value` overrides (`train.batch_size=16`, `model.memory.rows=64`).
     ///
-    /// `task` and `kind` (from the command line) choose the defaults; when absent they come
-    /// from the file, and the model kind defaults to [`default_model`].
+    /// `task` and `model` (from the command line) choose the defaults; when absent they come
+    /// from the file (`task.name`, `model.controller.kind` and `model.memory.kind`), and the
+    /// model defaults to [`default_model`]. A `model` given here wins over the file's kinds.
     pub fn resolve(
+        &self,
         task: Option<&str>,
-        kind: Option<ModelKind>,
+        model: Option<&str>,
         file: Option<&str>,
         sets: &[String],
-    ) -> Result<Self> {
+    ) -> Result<RunConfig> {
         let mut overlay: toml::Table = match file {
             Some(text) => toml::from_str(text).map_err(|e| {
                 let line = e.span().map_or(0, |s| {
@@ -177,6 +242,7 @@ impl RunConfig {
             })?,
             None => toml::Table::new(),
         };
+        upgrade_legacy_model(&mut overlay);
         for set in sets {
             apply_set(&mut overlay, set)?;
         }
@@ -197,36 +263,168 @@ impl RunConfig {
                 ))
             }
         };
-        let overlay_kind = overlay
-            .get("model")
-            .and_then(|m| m.get("kind"))
-            .and_then(|k| k.as_str());
-        let kind = match (kind, overlay_kind) {
-            (Some(k), _) => k,
-            (None, Some(k)) => k
-                .parse()
-                .map_err(|e: ntm::NtmError| TrainError::Config(e.to_string()))?,
-            (None, None) => default_model(&task),
-        };
-        if let Some(model) = overlay.get_mut("model").and_then(|m| m.as_table_mut()) {
-            model.insert("kind".into(), toml::Value::String(kind.name().into()));
-        }
-        let mut merged = toml::Table::try_from(Self::default_for(&task, kind)?)
+        let model = self.model_name(&task, model, &mut overlay)?;
+        let defaults = self.default_run(&task, &model)?;
+        let mut merged = toml::Table::try_from(defaults)
             .map_err(|e| TrainError::Config(format!("cannot serialise defaults: {e}")))?;
         merge(&mut merged, overlay);
         let config: RunConfig = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
+        self.check(config)
+    }
+
+    /// The name of the model a run asks for, from the command line's `model`, else the kinds in
+    /// `overlay`, else the task's default; the kinds in `overlay` are made to agree with it.
+    fn model_name(
+        &self,
+        task: &str,
+        model: Option<&str>,
+        overlay: &mut toml::Table,
+    ) -> Result<String> {
+        let kind = |overlay: &toml::Table, part: &str| {
+            overlay
+                .get("model")
+                .and_then(|m| m.get(part))
+                .and_then(|p| p.get("kind"))
+                .and_then(|k| k.as_str())
+                .map(str::to_string)
+        };
+        let (controller, memory) = match model {
+            Some(name) => {
+                let (c, m) = self.models.split_name(name)?;
+                (c.to_string(), m.to_string())
+            }
+            None => {
+                let (c, m) = self.models.split_name(default_model(task))?;
+                (
+                    kind(overlay, "controller").unwrap_or_else(|| c.to_string()),
+                    kind(overlay, "memory").unwrap_or_else(|| m.to_string()),
+                )
+            }
+        };
+        if let Some(model) = overlay.get_mut("model").and_then(|m| m.as_table_mut()) {
+            // The memory's options belong to its kind: another kind's are dropped, and a model
+            // without memory ignores them (a sweep sets them for all its models).
+            if memory == NO_MEMORY || kind_of(model, "memory").is_some_and(|k| k != memory) {
+                model.remove("memory");
+            }
+            if let Some(c) = model.get_mut("controller").and_then(|c| c.as_table_mut()) {
+                c.insert("kind".into(), toml::Value::String(controller.clone()));
+            }
+        }
+        Ok(if memory == NO_MEMORY {
+            controller
+        } else {
+            format!("{controller}-{memory}")
+        })
+    }
+
+    /// Checks a whole configuration and fills in the task's and memory's defaults.
+    pub fn check(&self, mut config: RunConfig) -> Result<RunConfig> {
+        config.task = self.tasks.resolve(&config.task)?;
+        if let Some(model) = &config.model {
+            config.model = Some(self.models.resolve(model)?);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The task and a freshly initialised model of `config` (drawn from its seed), on `device`.
+    pub fn build(
+        &self,
+        config: &RunConfig,
+        device: &Device,
+    ) -> Result<(Box<dyn Task>, Box<dyn SequenceModel>)> {
+        let task = self.tasks.build(&config.task)?;
+        let Some(model) = &config.model else {
+            return Err(TrainError::Config(
+                "the run has no model config: its model was built in code (Trainer::from_parts); \
+                 rebuild it and load the run with ntm_train::load_run_with"
+                    .into(),
+            ));
+        };
+        let model = self.models.build(
+            model,
+            task.input_size(),
+            task.output_size(),
+            config.seed,
+            DType::F32,
+            device,
+        )?;
+        Ok((task, model))
+    }
+}
+
+fn kind_of<'a>(table: &'a toml::Table, part: &str) -> Option<&'a str> {
+    table.get(part)?.get("kind")?.as_str()
+}
+
+/// Rewrites a `[model]` table of the earlier single-name form (`kind = "lstm-ntm"`, `size`,
+/// `layers`, memory options) into the controller and memory tables, so that run directories
+/// written before the split still load.
+fn upgrade_legacy_model(overlay: &mut toml::Table) {
+    let Some(model) = overlay.get_mut("model").and_then(|m| m.as_table_mut()) else {
+        return;
+    };
+    let Some(toml::Value::String(name)) = model.remove("kind") else {
+        return;
+    };
+    let (controller, memory) = match name.split_once('-') {
+        Some((c, m)) => (c.to_string(), m.to_string()),
+        None => (name, NO_MEMORY.to_string()),
+    };
+    let mut c = toml::Table::new();
+    c.insert("kind".into(), toml::Value::String(controller));
+    for key in ["size", "layers"] {
+        if let Some(v) = model.remove(key) {
+            c.insert(key.into(), v);
+        }
+    }
+    let mut m = match model.remove("memory") {
+        Some(toml::Value::Table(t)) if memory != NO_MEMORY => t,
+        _ => toml::Table::new(),
+    };
+    m.remove("fused");
+    m.insert("kind".into(), toml::Value::String(memory));
+    model.insert("controller".into(), toml::Value::Table(c));
+    model.insert("memory".into(), toml::Value::Table(m));
+}
+
+impl RunConfig {
+    /// The embedded default run of `task` with the model called `model`
+    /// ([`Registry::default_run`] of the built-in registry).
+    pub fn default_for(task: &str, model: &str) -> Result<Self> {
+        Registry::default().default_run(task, model)
+    }
+
+    /// [`Registry::resolve`] with the built-in tasks, controllers and memories.
+    pub fn resolve(
+        task: Option<&str>,
+        model: Option<&str>,
+        file: Option<&str>,
+        sets: &[String],
+    ) -> Result<Self> {
+        Registry::default().resolve(task, model, file, sets)
+    }
+
+    /// Parses a complete run configuration (a run directory's `config.toml`).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))?;
+        upgrade_legacy_model(&mut table);
+        let config: RunConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Parses a complete run configuration (a run directory's `config.toml`).
-    pub fn from_toml(text: &str) -> Result<Self> {
-        let config: RunConfig =
-            toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))?;
-        config.validate()?;
-        Ok(config)
+    /// The model's name (`lstm-ntm`, ...), or `custom` for a model built in code.
+    pub fn model_name(&self) -> String {
+        self.model
+            .as_ref()
+            .map_or_else(|| "custom".to_string(), ModelConfig::name)
     }
 
     /// The configuration as TOML.
@@ -237,7 +435,14 @@ impl RunConfig {
 
     /// Checks the values serde cannot.
     pub fn validate(&self) -> Result<()> {
-        let t = &self.train;
+        self.train.validate()
+    }
+}
+
+impl TrainConfig {
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let t = self;
         let problem = if t.batch_size == 0 {
             Some("train.batch_size must be >= 1")
         } else if t.val_sequences == 0 || t.val_batch == 0 {
@@ -266,7 +471,7 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o))
-                if key == "model" || o.get("kind").is_none() || o.get("kind") == b.get("kind") =>
+                if o.get("kind").is_none() || o.get("kind") == b.get("kind") =>
             {
                 merge(b, o)
             }
@@ -309,10 +514,15 @@ mod tests {
 
     #[test]
     fn every_task_and_model_has_a_default_that_round_trips() {
-        for task in ntm_tasks::TASK_NAMES {
-            for kind in ModelKind::ALL {
-                let c = RunConfig::default_for(task, kind).unwrap();
-                assert_eq!(c.model.kind, kind);
+        let registry = Registry::default();
+        assert_eq!(
+            registry.models.names(),
+            ["ff", "lstm", "ff-ntm", "lstm-ntm"].map(String::from)
+        );
+        for task in registry.tasks.names() {
+            for model in registry.models.names() {
+                let c = registry.default_run(task, &model).unwrap();
+                assert_eq!(c.model_name(), model);
                 assert_eq!(RunConfig::from_toml(&c.to_toml().unwrap()).unwrap(), c);
             }
         }
@@ -320,27 +530,28 @@ mod tests {
 
     #[test]
     fn file_and_overrides_take_precedence() {
-        let file = "seed = 3\n[model]\nsize = 64\n[train]\nbatch_size = 8\n";
+        let file = "seed = 3\n[model.controller]\nsize = 64\n[train]\nbatch_size = 8\n";
         let sets = vec![
             "train.batch_size=4".to_string(),
             "train.optimizer.lr=0.01".to_string(),
             "model.memory.rows=32".to_string(),
             "task.max_length=5".to_string(),
         ];
-        let c =
-            RunConfig::resolve(Some("copy"), Some(ModelKind::FfNtm), Some(file), &sets).unwrap();
+        let c = RunConfig::resolve(Some("copy"), Some("ff-ntm"), Some(file), &sets).unwrap();
         assert_eq!(c.seed, 3);
-        assert_eq!(c.model.size, 64);
-        assert_eq!(c.model.kind, ModelKind::FfNtm);
-        assert_eq!(c.model.memory.rows, 32);
+        let model = c.model.clone().unwrap();
+        assert_eq!(model.controller.size, 64);
+        assert_eq!(model.name(), "ff-ntm");
+        assert_eq!(model.memory.options["rows"].as_integer(), Some(32));
+        assert_eq!(model.memory.options["width"].as_integer(), Some(20));
         assert_eq!(c.train.batch_size, 4);
         assert_eq!(c.train.optimizer.lr(), 0.01);
         assert_eq!(
-            c.task,
-            TaskConfig::Copy(ntm_tasks::CopyConfig {
+            c.task.settings::<ntm_tasks::CopyConfig>().unwrap(),
+            ntm_tasks::CopyConfig {
                 max_length: 5,
                 ..Default::default()
-            })
+            }
         );
     }
 
@@ -363,48 +574,81 @@ mod tests {
     }
 
     #[test]
-    fn the_model_kind_can_come_from_a_set_and_picks_the_paper_model() {
-        let c =
-            RunConfig::resolve(Some("copy"), None, None, &["model.kind=lstm".to_string()]).unwrap();
+    fn the_kinds_can_come_from_sets_and_pick_the_paper_model() {
+        let set = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = RunConfig::resolve(Some("copy"), None, None, &set(&["model.memory.kind=none"]))
+            .unwrap();
+        let model = c.model.unwrap();
         assert_eq!(
-            (c.model.kind, c.model.size, c.model.layers),
-            (ModelKind::Lstm, 256, 3)
+            (model.name(), model.controller.size, model.controller.layers),
+            ("lstm".to_string(), 256, 3)
         );
+        let c = RunConfig::resolve(
+            Some("priority-sort"),
+            None,
+            None,
+            &set(&["model.controller.kind=ff"]),
+        )
+        .unwrap();
+        let model = c.model.unwrap();
+        assert_eq!(model.name(), "ff-ntm");
+        assert_eq!(model.controller.size, 512);
+        assert_eq!(model.memory.options["read_heads"].as_integer(), Some(8));
+    }
+
+    #[test]
+    fn the_command_line_model_wins_over_the_file() {
+        let file = "[model.controller]\nkind = \"ff\"\nsize = 30\n[model.memory]\nkind = \"ntm\"\nrows = 16\n";
+        let c = RunConfig::resolve(Some("copy"), Some("lstm"), Some(file), &[]).unwrap();
+        let model = c.model.unwrap();
+        assert_eq!(model.name(), "lstm");
+        assert_eq!(model.controller.size, 30);
+        assert!(model.memory.options.is_empty());
     }
 
     #[test]
     fn recall_defaults_to_the_feedforward_ntm() {
         let c = RunConfig::resolve(Some("associative-recall"), None, None, &[]).unwrap();
+        let model = c.model.unwrap();
         assert_eq!(
-            (c.model.kind, c.model.size, c.model.memory.read_heads),
-            (ModelKind::FfNtm, 256, 4)
+            (model.name(), model.controller.size),
+            ("ff-ntm".to_string(), 256)
         );
+        assert_eq!(model.memory.options["read_heads"].as_integer(), Some(4));
         let c = RunConfig::resolve(Some("copy"), None, None, &[]).unwrap();
-        assert_eq!(c.model.kind, ModelKind::LstmNtm);
+        assert_eq!(c.model_name(), "lstm-ntm");
     }
 
     #[test]
     fn paper_models_follow_the_table() {
-        let sort_ff = paper_model("priority-sort", ModelKind::FfNtm).unwrap();
+        let r = Registry::default();
+        let heads = |m: &ModelConfig| m.memory.options["write_heads"].as_integer();
+        let sort_ff = r.paper_model("priority-sort", "ff-ntm").unwrap();
+        assert_eq!((sort_ff.controller.size, heads(&sort_ff)), (512, Some(8)));
+        let sort_lstm = r.paper_model("priority-sort", "lstm-ntm").unwrap();
         assert_eq!(
             (
-                sort_ff.size,
-                sort_ff.memory.read_heads,
-                sort_ff.memory.write_heads
+                sort_lstm.controller.size,
+                sort_lstm.controller.layers,
+                heads(&sort_lstm)
             ),
-            (512, 8, 8)
+            (100, 2, Some(5))
         );
-        let sort_lstm = paper_model("priority-sort", ModelKind::LstmNtm).unwrap();
+        let recall_lstm = r.paper_model("associative-recall", "lstm").unwrap();
         assert_eq!(
-            (
-                sort_lstm.size,
-                sort_lstm.layers,
-                sort_lstm.memory.read_heads
-            ),
-            (100, 2, 5)
+            (recall_lstm.controller.size, recall_lstm.controller.layers),
+            (256, 3)
         );
-        let recall_lstm = paper_model("associative-recall", ModelKind::Lstm).unwrap();
-        assert_eq!((recall_lstm.size, recall_lstm.layers), (256, 3));
+    }
+
+    #[test]
+    fn configs_of_the_earlier_single_name_form_still_load() {
+        let old = "seed = 2\n[task]\nname = \"copy\"\n[model]\nkind = \"ff-ntm\"\nsize = 50\nlayers = 1\nclip = 20.0\n[model.memory]\nrows = 32\nwidth = 20\nread_heads = 1\nwrite_heads = 1\nshift_range = 1\ninit = \"constant\"\nfused = true\n";
+        let c = RunConfig::from_toml(old).unwrap();
+        let model = c.model.unwrap();
+        assert_eq!((model.name(), model.controller.size), ("ff-ntm".into(), 50));
+        assert_eq!(model.memory.options["rows"].as_integer(), Some(32));
+        assert!(!model.memory.options.contains_key("fused"));
     }
 
     #[test]
@@ -422,6 +666,16 @@ mod tests {
         assert!(err(Some("copy"), Some("[task]\nname = \"ngrams\"\n"), &[]).contains("ngrams"));
         assert!(err(None, None, &[]).contains("no task"));
         assert!(err(Some("copy"), None, &["train.batch_size=0"]).contains("batch_size"));
-        assert!(err(Some("copy"), None, &["model.kind=gru"]).contains("gru"));
+        assert!(err(Some("copy"), None, &["task.max_lenght=3"]).contains("max_lenght"));
+        assert!(err(Some("copy"), None, &["model.memory.rowz=3"]).contains("rowz"));
+        assert!(err(Some("copy"), None, &["model.controller.kind=rnn"]).contains("rnn"));
+        assert!(err(Some("copy"), None, &["model.controller.depth=2"]).contains("depth"));
+        let unknown = RunConfig::resolve(Some("copy"), Some("tape-ntm"), None, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("tape-ntm") && unknown.contains("lstm-ntm"),
+            "{unknown}"
+        );
     }
 }

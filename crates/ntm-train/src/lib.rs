@@ -1,26 +1,60 @@
-//! Training for NTM sequence models.
+//! Training for sequence models: a [`Trainer`] fits any [`ntm::SequenceModel`] to any
+//! [`ntm_tasks::Task`].
 //!
-//! A [`Trainer`] fits any [`ntm::SequenceModel`] to any [`ntm_tasks::Task`]: batches from a seeded
-//! stream, the masked binary cross-entropy from logits in its stable form, RMSProp (Graves 2013)
-//! or Adam, per-element and global-norm clipping, validation on a fixed held-out set, metrics as
-//! JSON lines, and atomic checkpoints from which `--resume` continues exactly where a run
-//! stopped. A [`RunConfig`] describes a whole run and reads from TOML.
+//! Batches come from a seeded stream; the loss is the masked binary cross-entropy from logits
+//! in its stable form; RMSProp (Graves 2013) or Adam with per-element and global-norm
+//! clipping; validation on a fixed held-out set; metrics as JSON lines; atomic checkpoints from
+//! which a run continues exactly where it stopped. A [`RunConfig`] describes a whole run by
+//! name and reads from TOML; [`Trainer::from_parts`] takes a model and a task you built in code.
+//!
+//! From a configuration:
 //!
 //! ```
 //! use candle_core::Device;
-//! use ntm::ModelKind;
 //! use ntm_train::{RunConfig, Trainer};
 //!
 //! # fn main() -> Result<(), ntm_train::TrainError> {
-//! let sets = ["model.memory.rows=16".to_string(), "model.size=16".to_string(), "train.batch_size=4".to_string(),
-//!             "train.val_sequences=8".to_string(), "task.max_length=3".to_string()];
-//! let config = RunConfig::resolve(Some("copy"), Some(ModelKind::LstmNtm), None, &sets)?;
+//! let sets = ["model.memory.rows=16", "model.controller.size=16", "train.batch_size=4",
+//!             "train.val_sequences=8", "task.max_length=3"].map(String::from);
+//! let config = RunConfig::resolve(Some("copy"), Some("lstm-ntm"), None, &sets)?;
 //! let mut trainer = Trainer::new(config, &Device::Cpu)?;
 //! let first = trainer.step()?;
 //! assert_eq!((first.step, first.sequences), (1, 4));
 //! assert!(first.loss_bits.is_finite());
 //! let val = trainer.validate()?;
 //! assert_eq!(val.sequences, 8);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! From parts: a model and a task of your own (here built-in ones, put together by hand):
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use ntm::controller::{Lstm, LstmConfig};
+//! use ntm::memory::{Memory, NtmMemory, NtmMemoryConfig};
+//! use ntm::params::Params;
+//! use ntm::Ntm;
+//! use ntm_tasks::{CopyConfig, CopyTask, Task};
+//! use ntm_train::{Quiet, TrainConfig, Trainer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let task = CopyTask::new(CopyConfig { max_length: 3, ..Default::default() })?;
+//! let seed = 7;
+//! let params = Params::new(seed, DType::F32, &Device::Cpu);
+//! let memory = NtmMemory::new(
+//!     &params.pp("memory"),
+//!     &NtmMemoryConfig { rows: 16, width: 8, ..Default::default() },
+//! )?;
+//! let input = task.input_size() + memory.read_size();
+//! let lstm = Lstm::new(&params.pp("controller"), input, &LstmConfig { size: 16, layers: 1 })?;
+//! let model = Ntm::from_parts(&params, task.input_size(), task.output_size(), lstm, memory, 20.0)?;
+//!
+//! let train = TrainConfig { batch_size: 4, max_sequences: 16, val_sequences: 8, ..Default::default() };
+//! let mut trainer = Trainer::from_parts(Box::new(model), Box::new(task), train, seed)?;
+//! let dir = tempfile::tempdir()?;
+//! let summary = trainer.run(dir.path(), &mut Quiet)?; // checkpoints, metrics, summary.json
+//! assert_eq!(summary.sequences, 16);
 //! # Ok(())
 //! # }
 //! ```
@@ -33,10 +67,13 @@ pub mod trainer;
 
 use std::path::PathBuf;
 
-pub use config::{default_model, paper_model, RunConfig, TrainConfig};
+pub use checkpoint::Progress;
+pub use config::{default_model, Registry, RunConfig, TrainConfig};
+pub use loss::{bit_errors, masked_bce};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use trainer::{
-    evaluate, load_run, read_metrics, trace, EvalStats, LoadedRun, MetricsRecord, Observer, Quiet,
+    evaluate, load_run, load_run_with, make_batches, merge_stats, read_metrics, score,
+    score_logits, to_tensor, trace, EvalStats, LoadedRun, MetricsRecord, Observer, Quiet,
     StepStats, Summary, Trainer,
 };
 

@@ -8,11 +8,11 @@ use candle_core::{DType, Device, Tensor};
 use ntm::memory::MemoryTrace;
 use ntm::params::stream;
 use ntm::SequenceModel;
-use ntm_tasks::{Batch, CostKind, Sequence, Size, Task};
+use ntm_tasks::{Batch, CostKind, Sequence, Size, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, write_atomic, Progress};
-use crate::config::RunConfig;
+use crate::config::{Registry, RunConfig, TrainConfig};
 use crate::loss::{bit_errors, masked_bce};
 use crate::optim::{clip_global_norm, clip_values, Optimizer};
 use crate::{Result, TrainError};
@@ -139,7 +139,8 @@ pub struct Quiet;
 
 impl Observer for Quiet {}
 
-fn tensor(seq: &Sequence, device: &Device) -> Result<Tensor> {
+/// One time-major array as a `[steps, batch, width]` tensor on `device`.
+pub fn to_tensor(seq: &Sequence, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_slice(
         &seq.data,
         (seq.steps, seq.batch, seq.width),
@@ -150,16 +151,17 @@ fn tensor(seq: &Sequence, device: &Device) -> Result<Tensor> {
 /// Cost of `model` on one batch, without touching its parameters.
 pub fn score(model: &dyn SequenceModel, task: &dyn Task, batch: &Batch) -> Result<EvalStats> {
     let device = model.params().device().clone();
-    let logits = model.forward(&tensor(&batch.inputs, &device)?)?;
+    let logits = model.forward(&to_tensor(&batch.inputs, &device)?)?;
     score_logits(&logits, task, batch)
 }
 
-fn score_logits(logits: &Tensor, task: &dyn Task, batch: &Batch) -> Result<EvalStats> {
+/// Cost of the logits `[steps, batch, outputs]` a model gave for `batch`.
+pub fn score_logits(logits: &Tensor, task: &dyn Task, batch: &Batch) -> Result<EvalStats> {
     let device = logits.device();
     let loss = masked_bce(
         logits,
-        &tensor(&batch.targets, device)?.to_dtype(logits.dtype())?,
-        &tensor(&batch.mask, device)?.to_dtype(logits.dtype())?,
+        &to_tensor(&batch.targets, device)?.to_dtype(logits.dtype())?,
+        &to_tensor(&batch.mask, device)?.to_dtype(logits.dtype())?,
     )?;
     let loss_bits = loss.to_dtype(DType::F64)?.to_scalar::<f64>()? / std::f64::consts::LN_2;
     let flat: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
@@ -183,8 +185,9 @@ fn score_logits(logits: &Tensor, task: &dyn Task, batch: &Batch) -> Result<EvalS
     })
 }
 
-/// Mean of per-batch statistics, weighted by sequences.
-fn merge(parts: &[EvalStats]) -> EvalStats {
+/// Mean of per-batch statistics, weighted by sequences (the optimum only if every part has
+/// one).
+pub fn merge_stats(parts: &[EvalStats]) -> EvalStats {
     let total: usize = parts.iter().map(|p| p.sequences).sum();
     let mean = |f: &dyn Fn(&EvalStats) -> f64| {
         parts.iter().map(|p| f(p) * p.sequences as f64).sum::<f64>() / total.max(1) as f64
@@ -240,7 +243,7 @@ pub fn evaluate(
         .iter()
         .map(|b| score(model, task, b))
         .collect::<Result<Vec<_>>>()?;
-    Ok(merge(&parts))
+    Ok(merge_stats(&parts))
 }
 
 /// Runs `model` on one sequence and returns its inputs, targets, output probabilities and the
@@ -253,9 +256,24 @@ pub fn trace(
 ) -> Result<(Batch, Tensor, Vec<MemoryTrace>)> {
     let batch = make_batches(task, 1, 1, size, seed, "trace")?.remove(0);
     let device = model.params().device().clone();
-    let (logits, traces) = model.forward_traced(&tensor(&batch.inputs, &device)?)?;
+    let (logits, traces) = model.forward_traced(&to_tensor(&batch.inputs, &device)?)?;
     let probs = (logits.neg()?.exp()? + 1.0)?.recip()?;
     Ok((batch, probs, traces))
+}
+
+/// The model's input and output sizes must be the task's.
+fn check_sizes(model: &dyn SequenceModel, task: &dyn Task) -> Result<()> {
+    if model.input_size() != task.input_size() || model.output_size() != task.output_size() {
+        return Err(TrainError::Config(format!(
+            "the model takes {} inputs and gives {} outputs; task {} has {} and {}",
+            model.input_size(),
+            model.output_size(),
+            task.name(),
+            task.input_size(),
+            task.output_size()
+        )));
+    }
+    Ok(())
 }
 
 /// Trains one model on one task.
@@ -277,24 +295,51 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-/// The task of `config` and its model, freshly initialised from the config's seed.
-fn build(config: &RunConfig, device: &Device) -> Result<(Box<dyn Task>, Box<dyn SequenceModel>)> {
-    let task = config.task.build()?;
-    let model = config.model.build(
-        task.input_size(),
-        task.output_size(),
-        config.seed,
-        DType::F32,
-        device,
-    )?;
-    Ok((task, model))
-}
-
 impl Trainer {
-    /// A fresh model, optimiser and validation set for `config`, on `device`.
+    /// A fresh model, optimiser and validation set for `config`, on `device`, with the built-in
+    /// tasks, controllers and memories.
     pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
+        Self::with_registry(config, &Registry::default(), device)
+    }
+
+    /// [`Trainer::new`] with the tasks, controllers and memories of `registry`, where kinds of
+    /// your own can be registered.
+    pub fn with_registry(config: RunConfig, registry: &Registry, device: &Device) -> Result<Self> {
+        let config = registry.check(config)?;
+        let (task, model) = registry.build(&config, device)?;
+        Self::assemble(config, model, task)
+    }
+
+    /// Trains a model and a task you built yourself: any [`SequenceModel`] (an
+    /// [`ntm::Ntm`] with a controller or memory of your own, say) on any [`Task`].
+    ///
+    /// Everything works as for a run from a [`RunConfig`]: checkpoints, exact resume (build
+    /// the same model and task again, then [`Trainer::load_checkpoint`]), metrics, validation,
+    /// summaries and observers. The run directory's `config.toml` records the seed, the task's
+    /// name and `train`; [`load_run_with`] loads the run back with a factory that rebuilds the
+    /// model. The model must draw its parameters from `seed` for the seed to describe the run.
+    pub fn from_parts(
+        model: Box<dyn SequenceModel>,
+        task: Box<dyn Task>,
+        train: TrainConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let config = RunConfig {
+            seed,
+            task: TaskConfig::named(task.name()),
+            model: None,
+            train,
+        };
+        Self::assemble(config, model, task)
+    }
+
+    fn assemble(
+        config: RunConfig,
+        model: Box<dyn SequenceModel>,
+        task: Box<dyn Task>,
+    ) -> Result<Self> {
         config.validate()?;
-        let (task, model) = build(&config, device)?;
+        check_sizes(model.as_ref(), task.as_ref())?;
         let optimizer =
             Optimizer::new(config.train.optimizer.clone(), model.params().named_vars())?;
         let t = &config.train;
@@ -371,11 +416,11 @@ impl Trainer {
         let mut rng = stream(self.config.seed, &format!("train/{step}"));
         let batch = self.task.batch(t.batch_size, None, &mut rng)?;
         let device = self.model.params().device().clone();
-        let logits = self.model.forward(&tensor(&batch.inputs, &device)?)?;
+        let logits = self.model.forward(&to_tensor(&batch.inputs, &device)?)?;
         let loss = masked_bce(
             &logits,
-            &tensor(&batch.targets, &device)?,
-            &tensor(&batch.mask, &device)?,
+            &to_tensor(&batch.targets, &device)?,
+            &to_tensor(&batch.mask, &device)?,
         )?;
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !loss_value.is_finite() {
@@ -418,7 +463,7 @@ impl Trainer {
             .iter()
             .map(|b| score(self.model.as_ref(), self.task.as_ref(), b))
             .collect::<Result<Vec<_>>>()?;
-        Ok(merge(&parts))
+        Ok(merge_stats(&parts))
     }
 
     fn done(&self) -> bool {
@@ -486,7 +531,7 @@ impl Trainer {
         let p = &self.progress;
         let summary = Summary {
             task: self.task.name().to_string(),
-            model: self.config.model.kind.name().to_string(),
+            model: self.config.model_name(),
             params: self.model.param_count(),
             seed: self.config.seed,
             steps: p.step,
@@ -647,16 +692,30 @@ impl std::fmt::Debug for LoadedRun {
     }
 }
 
-/// Loads the configuration and latest checkpoint of the run in `dir`.
+/// Loads the configuration and latest checkpoint of the run in `dir`, building its task and
+/// model from the built-in registry.
 pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
+    let registry = Registry::default();
+    load_run_with(dir, |config| registry.build(config, device))
+}
+
+/// Loads the run in `dir` with a `factory` that builds its task and a fresh model from its
+/// configuration (a registry of your own, or the code that built the parts of a
+/// [`Trainer::from_parts`] run); the checkpoint's weights then replace the model's.
+pub fn load_run_with<F>(dir: &Path, factory: F) -> Result<LoadedRun>
+where
+    F: FnOnce(&RunConfig) -> Result<(Box<dyn Task>, Box<dyn SequenceModel>)>,
+{
     let config_path = dir.join(files::CONFIG);
     let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
         path: config_path.clone(),
         source,
     })?;
     let config = RunConfig::from_toml(&text)?;
-    let (task, model) = build(&config, device)?;
-    let ckpt = checkpoint::load(&dir.join(files::CHECKPOINT), device)?;
+    let (task, model) = factory(&config)?;
+    check_sizes(model.as_ref(), task.as_ref())?;
+    let device = model.params().device().clone();
+    let ckpt = checkpoint::load(&dir.join(files::CHECKPOINT), &device)?;
     checkpoint::restore_params(model.params(), &ckpt.tensors)?;
     Ok(LoadedRun {
         config,

@@ -3,13 +3,12 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use ntm::ModelKind;
 use ntm_train::trainer::files;
 use ntm_train::{read_metrics, Quiet, RunConfig, TrainError, Trainer};
 
 fn tiny(max_sequences: u64, extra: &[&str]) -> RunConfig {
     let mut sets: Vec<String> = [
-        "model.size=8",
+        "model.controller.size=8",
         "model.memory.rows=8",
         "model.memory.width=4",
         "task.max_length=4",
@@ -26,7 +25,7 @@ fn tiny(max_sequences: u64, extra: &[&str]) -> RunConfig {
     .collect();
     sets.push(format!("train.max_sequences={max_sequences}"));
     sets.extend(extra.iter().map(|s| s.to_string()));
-    RunConfig::resolve(Some("copy"), Some(ModelKind::LstmNtm), None, &sets).unwrap()
+    RunConfig::resolve(Some("copy"), Some("lstm-ntm"), None, &sets).unwrap()
 }
 
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
@@ -151,7 +150,7 @@ fn bad_checkpoints_are_clear_errors() {
     let ckpt = dir.join(files::CHECKPOINT);
 
     // A checkpoint of another model size.
-    let mut other = Trainer::new(tiny(4, &["model.size=9"]), &Device::Cpu).unwrap();
+    let mut other = Trainer::new(tiny(4, &["model.controller.size=9"]), &Device::Cpu).unwrap();
     let err = other.load_checkpoint(&ckpt).unwrap_err().to_string();
     assert!(
         err.contains("shape") && err.contains("does not match"),

@@ -1,17 +1,20 @@
 //! Neural Turing Machines (Graves, Wayne & Danihelka 2014) in Rust, on candle.
 //!
 //! This is the facade of the workspace: [`Ntm`] couples any [`Controller`] to any [`Memory`],
-//! [`LstmBaseline`] is the memory-less baseline of the paper, and both implement
-//! [`SequenceModel`], the one trait that tasks and training see. [`ModelConfig`] builds any of
-//! the three standard models from a serialisable description. The other crates are re-exported:
-//! [`addressing`], [`memory`], [`controller`], [`params`].
+//! [`Baseline`] is a controller without memory (the paper's LSTM baseline), and both implement
+//! [`SequenceModel`], the one trait that tasks and training see. A [`ModelConfig`] names a
+//! controller and a memory from a [`ModelRegistry`] (`lstm-ntm`, `ff-ntm`, `gru-ntm`, `lstm`,
+//! ...), so a kind registered there combines with every other. The other crates are
+//! re-exported: [`addressing`], [`memory`], [`controller`], [`params`].
+//!
+//! From a name:
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
-//! use ntm::{ModelConfig, ModelKind, SequenceModel};
+//! use ntm::{ModelConfig, SequenceModel};
 //!
 //! # fn main() -> Result<(), ntm::NtmError> {
-//! let config = ModelConfig { kind: ModelKind::LstmNtm, ..Default::default() };
+//! let config = ModelConfig::preset("lstm-ntm")?;
 //! // The copy task: 8 bits plus a delimiter channel in, 8 bits out.
 //! let model = config.build(9, 8, 42, DType::F32, &Device::Cpu)?;
 //! let inputs = Tensor::zeros((5, 2, 9), DType::F32, &Device::Cpu)?; // [time, batch, input]
@@ -21,6 +24,28 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! From parts, with a controller or memory of your own in place of either:
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use ntm::controller::{FeedForward, FeedForwardConfig};
+//! use ntm::memory::{Memory, NtmMemory, NtmMemoryConfig};
+//! use ntm::params::Params;
+//! use ntm::{Ntm, SequenceModel};
+//!
+//! # fn main() -> Result<(), ntm::NtmError> {
+//! let params = Params::new(42, DType::F32, &Device::Cpu);
+//! let memory = NtmMemory::new(&params.pp("memory"), &NtmMemoryConfig::default())?;
+//! let hidden = FeedForwardConfig { hidden: vec![64] };
+//! let controller = FeedForward::new(&params.pp("controller"), 9 + memory.read_size(), &hidden)?;
+//! let model = Ntm::from_parts(&params, 9, 8, controller, memory, 20.0)?;
+//! assert_eq!(model.input_size(), 9);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `ntm_train::Trainer::from_parts` trains such a model like any built-in one.
 //!
 //! Each time step the controller reads the external input joined with the previous step's read
 //! vectors; a linear layer maps its output to the memory's interface vector (optionally clipped
@@ -36,9 +61,10 @@ pub use ntm_memory as memory;
 pub use ntm_params as params;
 
 use ntm_controller::{
-    Controller, ControllerError, FeedForward, FeedForwardConfig, Lstm, LstmConfig,
+    BoxedController, Controller, ControllerConfig, ControllerError, ControllerRegistry, Lstm,
+    LstmConfig,
 };
-use ntm_memory::{Memory, MemoryError, MemoryTrace, NtmMemory, NtmMemoryConfig};
+use ntm_memory::{BoxedMemory, Memory, MemoryConfig, MemoryError, MemoryRegistry, MemoryTrace};
 use ntm_params::{Linear, Params, ParamsError};
 
 // The README's Rust example runs as a doctest.
@@ -283,35 +309,52 @@ impl<C: Controller, M: Memory> SequenceModel for Ntm<C, M> {
     }
 }
 
-/// The paper's baseline: a stack of LSTM layers and a linear output layer, no memory.
+/// A controller and a linear output layer, no memory: the paper's LSTM baseline when the
+/// controller is an [`Lstm`], and a baseline for any other controller.
 #[derive(Debug, Clone)]
-pub struct LstmBaseline {
-    lstm: Lstm,
+pub struct Baseline<C: Controller> {
+    controller: C,
     output: Linear,
     params: Params,
 }
 
-impl LstmBaseline {
-    /// Builds `lstm.layer*` and `output` in `params`.
+/// The paper's baseline: a stack of LSTM layers and a linear output layer.
+pub type LstmBaseline = Baseline<Lstm>;
+
+impl<C: Controller> Baseline<C> {
+    /// Adds the output layer (`output`, in `params`) to `controller`, which takes `input_size`
+    /// inputs.
+    pub fn from_parts(params: &Params, output_size: usize, controller: C) -> Result<Self> {
+        let output = Linear::new(&params.pp("output"), controller.output_size(), output_size)?;
+        Ok(Self {
+            controller,
+            output,
+            params: params.clone(),
+        })
+    }
+
+    /// The controller.
+    pub fn controller(&self) -> &C {
+        &self.controller
+    }
+}
+
+impl Baseline<Lstm> {
+    /// The paper's LSTM baseline: `controller.layer*` and `output` in `params`.
     pub fn new(
         params: &Params,
         input_size: usize,
         output_size: usize,
         config: &LstmConfig,
     ) -> Result<Self> {
-        let lstm = Lstm::new(&params.pp("lstm"), input_size, config)?;
-        let output = Linear::new(&params.pp("output"), config.size, output_size)?;
-        Ok(Self {
-            lstm,
-            output,
-            params: params.clone(),
-        })
+        let lstm = Lstm::new(&params.pp("controller"), input_size, config)?;
+        Self::from_parts(params, output_size, lstm)
     }
 }
 
-impl SequenceModel for LstmBaseline {
+impl<C: Controller> SequenceModel for Baseline<C> {
     fn input_size(&self) -> usize {
-        self.lstm.input_size()
+        self.controller.input_size()
     }
 
     fn output_size(&self) -> usize {
@@ -320,10 +363,10 @@ impl SequenceModel for LstmBaseline {
 
     fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
         let (steps, batch) = time_major(inputs, self.input_size())?;
-        let mut state = self.lstm.initial_state(batch)?;
+        let mut state = self.controller.initial_state(batch)?;
         let mut hidden = Vec::with_capacity(steps);
         for t in 0..steps {
-            let (h, next) = self.lstm.step(&inputs.get(t)?, &state)?;
+            let (h, next) = self.controller.step(&inputs.get(t)?, &state)?;
             hidden.push(h);
             state = next;
         }
@@ -335,88 +378,78 @@ impl SequenceModel for LstmBaseline {
     }
 }
 
-/// The three models of the paper's experiments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// NTM with a feedforward controller.
-    FfNtm,
-    /// NTM with an LSTM controller.
-    #[default]
-    LstmNtm,
-    /// Stacked LSTM without memory.
-    Lstm,
+/// The memory kind of a model without memory (a [`Baseline`]).
+pub const NO_MEMORY: &str = "none";
+
+/// A model described as a controller coupled to a memory, both chosen by name from a
+/// [`ModelRegistry`]. A memory of kind [`NO_MEMORY`] gives a [`Baseline`].
+///
+/// In TOML:
+///
+/// ```text
+/// clip = 20.0
+/// [controller]
+/// kind = "lstm"
+/// size = 100
+/// layers = 1
+/// [memory]
+/// kind = "ntm"
+/// rows = 128
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The controller.
+    pub controller: ControllerConfig,
+    /// The memory (`kind = "none"` for none).
+    pub memory: MemoryConfig,
+    /// Clip the interface vector to `+-clip` (0 disables; Collier & Beel 2018 use 20).
+    #[serde(default = "default_clip")]
+    pub clip: f64,
 }
 
-impl ModelKind {
-    /// All kinds, in the order of the paper's tables.
-    pub const ALL: [ModelKind; 3] = [ModelKind::FfNtm, ModelKind::LstmNtm, ModelKind::Lstm];
-
-    /// The kebab-case name (`ff-ntm`, `lstm-ntm`, `lstm`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::FfNtm => "ff-ntm",
-            ModelKind::LstmNtm => "lstm-ntm",
-            ModelKind::Lstm => "lstm",
-        }
-    }
+fn default_clip() -> f64 {
+    20.0
 }
 
-impl std::str::FromStr for ModelKind {
-    type Err = NtmError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        ModelKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                NtmError::Config(format!(
-                    "unknown model `{s}` (expected ff-ntm, lstm-ntm or lstm)"
-                ))
+impl Default for ModelConfig {
+    /// The LSTM NTM of the paper's copy task: LSTM controller of 100 units, NTM memory
+    /// 128 x 20 with one read and one write head.
+    fn default() -> Self {
+        // The built-in registry knows both names, so this cannot fail; the fallback keeps
+        // `Default` total anyway.
+        ModelRegistry::default()
+            .preset("lstm-ntm")
+            .unwrap_or_else(|_| Self {
+                controller: ControllerConfig::new("lstm", 100, 1),
+                memory: MemoryConfig::named("ntm"),
+                clip: default_clip(),
             })
     }
 }
 
-impl std::fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A serialisable description of one of the standard models.
-///
-/// `size` and `layers` describe the controller (or, for [`ModelKind::Lstm`], the whole
-/// network): `layers` feedforward layers or LSTM layers of `size` units each. `memory` is
-/// ignored by the LSTM baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// Which model.
-    pub kind: ModelKind,
-    /// Units per controller layer.
-    pub size: usize,
-    /// Number of controller layers.
-    pub layers: usize,
-    /// Clip the interface vector to `+-clip` (0 disables).
-    pub clip: f64,
-    /// The memory of the NTM models.
-    pub memory: NtmMemoryConfig,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            kind: ModelKind::LstmNtm,
-            size: 100,
-            layers: 1,
-            clip: 20.0,
-            memory: NtmMemoryConfig::default(),
+impl ModelConfig {
+    /// The model's name: `controller-memory` (`lstm-ntm`, `gru-ntm`), or the controller's alone
+    /// without memory (`lstm`). The same names select presets.
+    pub fn name(&self) -> String {
+        if self.memory.kind == NO_MEMORY {
+            self.controller.kind.clone()
+        } else {
+            format!("{}-{}", self.controller.kind, self.memory.kind)
         }
     }
-}
 
-impl ModelConfig {
-    /// Builds the model with fresh parameters drawn from `seed`.
+    /// Whether the model has a memory.
+    pub fn has_memory(&self) -> bool {
+        self.memory.kind != NO_MEMORY
+    }
+
+    /// The preset called `name` from the built-in registry (see [`ModelRegistry::preset`]).
+    pub fn preset(name: &str) -> Result<Self> {
+        ModelRegistry::default().preset(name)
+    }
+
+    /// Builds the model from the built-in registry, with fresh parameters drawn from `seed`.
     pub fn build(
         &self,
         input_size: usize,
@@ -425,60 +458,151 @@ impl ModelConfig {
         dtype: DType,
         device: &Device,
     ) -> Result<Box<dyn SequenceModel>> {
-        let params = Params::new(seed, dtype, device);
-        if self.size == 0 || self.layers == 0 {
+        ModelRegistry::default().build(self, input_size, output_size, seed, dtype, device)
+    }
+}
+
+/// The controllers and memories a [`ModelConfig`] can name: `ff`, `lstm` and `gru`
+/// controllers and the `ntm` memory by default, and any a user registers.
+///
+/// Every controller × memory pair is a model, named `controller-memory`, and every controller
+/// alone is a baseline: registering a kind makes all its combinations buildable.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use ntm::{ModelRegistry, SequenceModel};
+///
+/// # fn main() -> Result<(), ntm::NtmError> {
+/// let models = ModelRegistry::default();
+/// let mut config = models.preset("ff-ntm")?;
+/// config.controller.size = 32;
+/// let model = models.build(&config, 9, 8, 0, DType::F32, &Device::Cpu)?;
+/// assert_eq!(model.output_size(), 8);
+/// assert!(models.names().contains(&"gru-ntm".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ModelRegistry {
+    /// The controller kinds.
+    pub controllers: ControllerRegistry,
+    /// The memory kinds.
+    pub memories: MemoryRegistry,
+}
+
+impl ModelRegistry {
+    /// Every model name: each controller alone, then each controller with each memory.
+    pub fn names(&self) -> Vec<String> {
+        let controllers = self.controllers.names();
+        let mut names: Vec<String> = controllers.iter().map(|c| c.to_string()).collect();
+        for c in &controllers {
+            for m in self.memories.names() {
+                names.push(format!("{c}-{m}"));
+            }
+        }
+        names
+    }
+
+    /// The controller and memory kinds of model `name` (`lstm-ntm` gives `lstm` and `ntm`;
+    /// `lstm` gives `lstm` and [`NO_MEMORY`]).
+    pub fn split_name<'a>(&self, name: &'a str) -> Result<(&'a str, &'a str)> {
+        if self.controllers.get(name).is_some() {
+            return Ok((name, NO_MEMORY));
+        }
+        name.match_indices('-')
+            .map(|(i, _)| (&name[..i], &name[i + 1..]))
+            .find(|(c, m)| self.controllers.get(c).is_some() && self.memories.get(m).is_some())
+            .ok_or_else(|| {
+                NtmError::Config(format!(
+                    "unknown model `{name}` (known: {})",
+                    self.names().join(", ")
+                ))
+            })
+    }
+
+    /// The model called `name` with its controller at 100 units in one layer and its memory at
+    /// its defaults (the paper's copy-task sizes), clip 20.
+    pub fn preset(&self, name: &str) -> Result<ModelConfig> {
+        let (controller, memory) = self.split_name(name)?;
+        let memory = if memory == NO_MEMORY {
+            MemoryConfig::named(NO_MEMORY)
+        } else {
+            self.memories.default_config(memory)?
+        };
+        Ok(ModelConfig {
+            controller: ControllerConfig::new(controller, 100, 1),
+            memory,
+            clip: default_clip(),
+        })
+    }
+
+    /// Whether the controller kind of `config` keeps state between steps (unknown kinds count
+    /// as recurrent).
+    pub fn recurrent(&self, config: &ModelConfig) -> bool {
+        self.controllers
+            .get(&config.controller.kind)
+            .is_none_or(|k| k.recurrent())
+    }
+
+    /// `config` with every memory option it leaves out at the memory's default, after checking
+    /// that it builds.
+    pub fn resolve(&self, config: &ModelConfig) -> Result<ModelConfig> {
+        let mut resolved = config.clone();
+        if config.has_memory() {
+            resolved.memory = self.memories.default_config(&config.memory.kind)?;
+            for (key, value) in &config.memory.options {
+                resolved.memory.options.insert(key.clone(), value.clone());
+            }
+        }
+        // Building checks every value; a tiny input and output keep it cheap.
+        self.build(&resolved, 1, 1, 0, DType::F32, &Device::Cpu)?;
+        Ok(resolved)
+    }
+
+    /// Builds the model `config` describes, taking `input_size` features per step and giving
+    /// `output_size` logits, with fresh parameters drawn from `seed`.
+    pub fn build(
+        &self,
+        config: &ModelConfig,
+        input_size: usize,
+        output_size: usize,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Box<dyn SequenceModel>> {
+        let c = &config.controller;
+        if c.size == 0 || c.layers == 0 {
             return Err(NtmError::Config(format!(
-                "size and layers must be >= 1 (got {} and {})",
-                self.size, self.layers
+                "controller size and layers must be >= 1 (got {} and {})",
+                c.size, c.layers
             )));
         }
-        let ctrl_params = params.pp("controller");
-        let memory = || NtmMemory::new(&params.pp("memory"), &self.memory);
-        Ok(match self.kind {
-            ModelKind::FfNtm => {
-                let memory = memory()?;
-                let config = FeedForwardConfig {
-                    hidden: vec![self.size; self.layers],
-                };
-                let controller =
-                    FeedForward::new(&ctrl_params, input_size + memory.read_size(), &config)?;
-                Box::new(Ntm::from_parts(
-                    &params,
-                    input_size,
-                    output_size,
-                    controller,
-                    memory,
-                    self.clip,
-                )?)
+        let params = Params::new(seed, dtype, device);
+        let controller_params = params.pp("controller");
+        if !config.has_memory() {
+            if let Some(key) = config.memory.options.keys().next() {
+                return Err(NtmError::Config(format!(
+                    "a model without memory takes no memory options (got `{key}`)"
+                )));
             }
-            ModelKind::LstmNtm => {
-                let memory = memory()?;
-                let config = LstmConfig {
-                    size: self.size,
-                    layers: self.layers,
-                };
-                let controller = Lstm::new(&ctrl_params, input_size + memory.read_size(), &config)?;
-                Box::new(Ntm::from_parts(
-                    &params,
-                    input_size,
-                    output_size,
-                    controller,
-                    memory,
-                    self.clip,
-                )?)
-            }
-            ModelKind::Lstm => {
-                let config = LstmConfig {
-                    size: self.size,
-                    layers: self.layers,
-                };
-                Box::new(LstmBaseline::new(
-                    &params,
-                    input_size,
-                    output_size,
-                    &config,
-                )?)
-            }
-        })
+            let controller = self.controllers.build(&controller_params, input_size, c)?;
+            return Ok(Box::new(Baseline::from_parts(
+                &params,
+                output_size,
+                controller,
+            )?));
+        }
+        let memory: BoxedMemory = self.memories.build(&params.pp("memory"), &config.memory)?;
+        let controller: BoxedController =
+            self.controllers
+                .build(&controller_params, input_size + memory.read_size(), c)?;
+        Ok(Box::new(Ntm::from_parts(
+            &params,
+            input_size,
+            output_size,
+            controller,
+            memory,
+            config.clip,
+        )?))
     }
 }

@@ -3,23 +3,33 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ntm::addressing::gradcheck::check_gradients;
-use ntm::{ModelConfig, ModelKind, NtmError};
-use ntm_memory::NtmMemoryConfig;
+use ntm::{ModelConfig, ModelRegistry, NtmError};
+use ntm_memory::{MemoryConfig, NtmMemoryConfig};
 
-fn small(kind: ModelKind) -> ModelConfig {
-    ModelConfig {
-        kind,
-        size: 5,
-        layers: 1,
-        clip: 20.0,
-        memory: NtmMemoryConfig {
-            rows: 6,
-            width: 3,
-            read_heads: 2,
-            write_heads: 1,
-            ..Default::default()
-        },
+/// The three models of the paper.
+const PAPER_MODELS: [&str; 3] = ["ff-ntm", "lstm-ntm", "lstm"];
+
+/// The model called `name` with `layers` controller layers of `size` units and, if it has a
+/// memory, the memory `mem`.
+fn model(name: &str, size: usize, layers: usize, mem: &NtmMemoryConfig) -> ModelConfig {
+    let mut config = ModelConfig::preset(name).unwrap();
+    config.controller.size = size;
+    config.controller.layers = layers;
+    if config.has_memory() {
+        config.memory = MemoryConfig::from_settings("ntm", mem).unwrap();
     }
+    config
+}
+
+fn small(name: &str) -> ModelConfig {
+    let mem = NtmMemoryConfig {
+        rows: 6,
+        width: 3,
+        read_heads: 2,
+        write_heads: 1,
+        ..Default::default()
+    };
+    model(name, 5, 1, &mem)
 }
 
 fn inputs(steps: usize, batch: usize, width: usize, dtype: DType) -> Tensor {
@@ -30,7 +40,7 @@ fn inputs(steps: usize, batch: usize, width: usize, dtype: DType) -> Tensor {
         .unwrap()
 }
 
-fn gradient_check(kind: ModelKind) {
+fn gradient_check(kind: &str) {
     let model = small(kind)
         .build(4, 3, 7, DType::F64, &Device::Cpu)
         .unwrap();
@@ -55,27 +65,27 @@ fn gradient_check(kind: ModelKind) {
     )
     .unwrap();
     assert!(report.checked > 40, "{report:?}");
-    assert!(report.max_error < 1e-6, "{kind:?}: {report:?}");
+    assert!(report.max_error < 1e-6, "{kind}: {report:?}");
 }
 
 #[test]
 fn ff_ntm_gradients_match_finite_differences() {
-    gradient_check(ModelKind::FfNtm);
+    gradient_check("ff-ntm");
 }
 
 #[test]
 fn lstm_ntm_gradients_match_finite_differences() {
-    gradient_check(ModelKind::LstmNtm);
+    gradient_check("lstm-ntm");
 }
 
 #[test]
 fn lstm_baseline_gradients_match_finite_differences() {
-    gradient_check(ModelKind::Lstm);
+    gradient_check("lstm");
 }
 
 /// Parameter count of the copy configurations, derived by hand from the architecture.
 fn expected_count(
-    kind: ModelKind,
+    kind: &str,
     input: usize,
     output: usize,
     size: usize,
@@ -102,9 +112,10 @@ fn expected_count(
     let out = (size + reads) * output + output;
     let memory_init = r * n + w * n + reads; // initial weight logits and initial reads
     match kind {
-        ModelKind::FfNtm => stack(input + reads, &ff_layer) + heads + out + memory_init,
-        ModelKind::LstmNtm => stack(input + reads, &lstm_layer) + heads + out + memory_init,
-        ModelKind::Lstm => stack(input, &lstm_layer) + size * output + output,
+        "ff-ntm" => stack(input + reads, &ff_layer) + heads + out + memory_init,
+        "lstm-ntm" => stack(input + reads, &lstm_layer) + heads + out + memory_init,
+        "lstm" => stack(input, &lstm_layer) + size * output + output,
+        other => panic!("no formula for {other}"),
     }
 }
 
@@ -112,23 +123,17 @@ fn expected_count(
 fn copy_task_parameter_counts() {
     let mem = NtmMemoryConfig::default(); // 128 x 20, 1 read, 1 write head
     let cases = [
-        (ModelKind::FfNtm, 100, 1, 13_536),
-        (ModelKind::LstmNtm, 100, 1, 62_736),
-        (ModelKind::Lstm, 256, 3, 1_326_600),
+        ("ff-ntm", 100, 1, 13_536),
+        ("lstm-ntm", 100, 1, 62_736),
+        ("lstm", 256, 3, 1_326_600),
     ];
     for (kind, size, layers, literal) in cases {
-        let config = ModelConfig {
-            kind,
-            size,
-            layers,
-            memory: mem.clone(),
-            ..Default::default()
-        };
-        let model = config.build(9, 8, 0, DType::F32, &Device::Cpu).unwrap();
+        let config = model(kind, size, layers, &mem);
+        let built = config.build(9, 8, 0, DType::F32, &Device::Cpu).unwrap();
         let formula = expected_count(kind, 9, 8, size, layers, &mem);
-        assert_eq!(model.param_count(), formula, "{kind:?}");
+        assert_eq!(built.param_count(), formula, "{kind}");
         // The README's table quotes these numbers.
-        assert_eq!(formula, literal, "{kind:?}");
+        assert_eq!(formula, literal, "{kind}");
     }
 }
 
@@ -142,19 +147,14 @@ fn multi_head_parameter_counts_follow_the_formula() {
         shift_range: 2,
         ..Default::default()
     };
-    for kind in ModelKind::ALL {
-        let config = ModelConfig {
-            kind,
-            size: 17,
-            layers: 2,
-            memory: mem.clone(),
-            ..Default::default()
-        };
-        let model = config.build(5, 6, 0, DType::F32, &Device::Cpu).unwrap();
+    for kind in PAPER_MODELS {
+        let built = model(kind, 17, 2, &mem)
+            .build(5, 6, 0, DType::F32, &Device::Cpu)
+            .unwrap();
         assert_eq!(
-            model.param_count(),
+            built.param_count(),
             expected_count(kind, 5, 6, 17, 2, &mem),
-            "{kind:?}"
+            "{kind}"
         );
     }
 }
@@ -163,7 +163,7 @@ fn multi_head_parameter_counts_follow_the_formula() {
 fn same_seed_same_model_different_seed_different_model() {
     let x = inputs(6, 3, 4, DType::F32);
     let run = |seed| -> Vec<f32> {
-        let model = small(ModelKind::LstmNtm)
+        let model = small("lstm-ntm")
             .build(4, 3, seed, DType::F32, &Device::Cpu)
             .unwrap();
         model
@@ -180,7 +180,7 @@ fn same_seed_same_model_different_seed_different_model() {
 
 #[test]
 fn parameter_names_are_readable_paths() {
-    let model = small(ModelKind::LstmNtm)
+    let model = small("lstm-ntm")
         .build(4, 3, 0, DType::F32, &Device::Cpu)
         .unwrap();
     let names = model.params().names();
@@ -201,7 +201,7 @@ fn parameter_names_are_readable_paths() {
 
 #[test]
 fn traces_cover_every_step_and_are_distributions() {
-    let model = small(ModelKind::FfNtm)
+    let model = small("ff-ntm")
         .build(4, 3, 0, DType::F32, &Device::Cpu)
         .unwrap();
     let (logits, traces) = model.forward_traced(&inputs(5, 2, 4, DType::F32)).unwrap();
@@ -223,7 +223,7 @@ fn traces_cover_every_step_and_are_distributions() {
 
 #[test]
 fn bad_inputs_and_configs_are_errors() {
-    let model = small(ModelKind::LstmNtm)
+    let model = small("lstm-ntm")
         .build(4, 3, 0, DType::F32, &Device::Cpu)
         .unwrap();
     let wrong = inputs(3, 2, 5, DType::F32);
@@ -233,29 +233,62 @@ fn bad_inputs_and_configs_are_errors() {
     ));
     let empty = Tensor::zeros((0, 2, 4), DType::F32, &Device::Cpu).unwrap();
     assert!(model.forward(&empty).is_err());
-    let zero = ModelConfig {
-        size: 0,
-        ..Default::default()
-    };
+    let mut zero = ModelConfig::default();
+    zero.controller.size = 0;
     assert!(matches!(
         zero.build(4, 3, 0, DType::F32, &Device::Cpu),
         Err(NtmError::Config(_))
     ));
-    assert!("gru".parse::<ModelKind>().is_err());
+    let registry = ModelRegistry::default();
+    let unknown = registry.preset("rnn-ntm").unwrap_err().to_string();
+    assert!(
+        unknown.contains("rnn-ntm") && unknown.contains("lstm-ntm"),
+        "{unknown}"
+    );
+    assert!(registry.preset("lstm-tape").is_err());
+    // A model without memory takes no memory options.
+    let mut baseline = ModelConfig::preset("lstm").unwrap();
+    baseline.memory.options.insert("rows".into(), 3.into());
+    assert!(baseline.build(4, 3, 0, DType::F32, &Device::Cpu).is_err());
+}
+
+#[test]
+fn names_split_into_controller_and_memory() {
+    let registry = ModelRegistry::default();
+    assert_eq!(registry.split_name("lstm-ntm").unwrap(), ("lstm", "ntm"));
+    assert_eq!(registry.split_name("ff").unwrap(), ("ff", "none"));
+    for name in registry.names() {
+        assert_eq!(registry.preset(&name).unwrap().name(), name);
+    }
+    assert_eq!(ModelConfig::default().name(), "lstm-ntm");
 }
 
 #[test]
 fn configs_read_from_toml_and_reject_typos() {
     let config: ModelConfig = toml::from_str(
-        "kind = \"ff-ntm\"\nsize = 256\n[memory]\nread_heads = 4\ninit = \"learned\"\n",
+        "[controller]\nkind = \"ff\"\nsize = 256\n[memory]\nkind = \"ntm\"\nread_heads = 4\ninit = \"learned\"\n",
     )
     .unwrap();
-    assert_eq!(config.kind, ModelKind::FfNtm);
-    assert_eq!(config.size, 256);
-    assert_eq!(config.memory.read_heads, 4);
-    assert_eq!(config.memory.rows, 128);
-    assert!(toml::from_str::<ModelConfig>("kind = \"ff-ntm\"\nsise = 3\n").is_err());
-    assert!(toml::from_str::<ModelConfig>("kind = \"gru\"\n").is_err());
+    assert_eq!(config.name(), "ff-ntm");
+    assert_eq!(config.controller.size, 256);
+    let resolved = ModelRegistry::default().resolve(&config).unwrap();
+    let mem: NtmMemoryConfig = resolved.memory.settings().unwrap();
+    assert_eq!((mem.read_heads, mem.rows), (4, 128));
+    assert!(toml::from_str::<ModelConfig>(
+        "sise = 3\n[controller]\nkind = \"ff\"\n[memory]\nkind = \"ntm\"\n"
+    )
+    .is_err());
+    let typo: ModelConfig =
+        toml::from_str("[controller]\nkind = \"ff\"\n[memory]\nkind = \"ntm\"\nrowz = 3\n")
+            .unwrap();
+    let Err(err) = typo.build(4, 3, 0, DType::F32, &Device::Cpu) else {
+        panic!("a misspelt memory option must be an error");
+    };
+    assert!(err.to_string().contains("rowz"), "{err}");
+    let deep: ModelConfig =
+        toml::from_str("[controller]\nkind = \"lstm\"\ndepth = 3\n[memory]\nkind = \"ntm\"\n")
+            .unwrap();
+    assert!(deep.build(4, 3, 0, DType::F32, &Device::Cpu).is_err());
 }
 
 #[test]
@@ -263,8 +296,8 @@ fn fused_and_unfused_memory_give_the_same_model() {
     let x = inputs(5, 2, 4, DType::F64);
     let weights = inputs(5, 2, 3, DType::F64);
     let run = |fused: bool| {
-        let mut config = small(ModelKind::LstmNtm);
-        config.memory.fused = fused;
+        let mut config = small("lstm-ntm");
+        config.memory.options.insert("fused".into(), fused.into());
         let model = config.build(4, 3, 3, DType::F64, &Device::Cpu).unwrap();
         let loss = (model.forward(&x).unwrap() * &weights)
             .unwrap()
