@@ -1,5 +1,5 @@
 //! Controllers for memory-augmented networks: the [`Controller`] trait, a [`FeedForward`]
-//! controller and a stacked [`Lstm`] controller with a learned initial state.
+//! controller, and stacked [`Lstm`] and [`Gru`] controllers with learned initial states.
 //!
 //! A controller maps one time step's input `[batch, input_size]` and its recurrent state to an
 //! output `[batch, output_size]` and the next state. It knows nothing about memory: the model
@@ -26,9 +26,11 @@
 //! ```
 
 mod cell;
+mod gru;
 mod registry;
 
 pub use cell::{lstm_cell, lstm_cell_unfused};
+pub use gru::{Gru, GruConfig, GruState};
 pub use registry::{
     BoxedController, BoxedState, ControllerConfig, ControllerKind, ControllerRegistry,
 };

@@ -249,6 +249,17 @@ impl Default for ControllerRegistry {
                         },
                     )
                 }),
+                ControllerKind::new("gru", true, |params, input, config| {
+                    config.no_options()?;
+                    Gru::new(
+                        params,
+                        input,
+                        &GruConfig {
+                            size: config.size,
+                            layers: config.layers,
+                        },
+                    )
+                }),
             ],
         }
     }

@@ -517,7 +517,7 @@ mod tests {
         let registry = Registry::default();
         assert_eq!(
             registry.models.names(),
-            ["ff", "lstm", "ff-ntm", "lstm-ntm"].map(String::from)
+            ["ff", "lstm", "gru", "ff-ntm", "lstm-ntm", "gru-ntm"].map(String::from)
         );
         for task in registry.tasks.names() {
             for model in registry.models.names() {
