@@ -10,7 +10,8 @@ use ntm_params::Params;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Controller, ControllerError, FeedForward, FeedForwardConfig, Lstm, LstmConfig, Result,
+    Controller, ControllerError, FeedForward, FeedForwardConfig, Gru, GruConfig, Lstm, LstmConfig,
+    Result,
 };
 
 /// A controller described by name: its registered kind, units per layer and layers, and any
