@@ -9,23 +9,22 @@ use candle_core::{DType, Device};
 use ntm::ModelConfig;
 use ntm_tasks::rand::{Rng, RngCore};
 use ntm_tasks::{random_bits, Batch, CostKind, Size, Task, TaskError};
-use ntm_train::{Quiet, Summary, TrainConfig, TrainError, Trainer};
+use ntm_train::{Quiet, RunParts, Summary, TrainConfig, TrainError, Trainer};
 
-/// Reverse copy: `L` vectors of `width` bits, a delimiter, then the vectors in reverse order.
-struct ReverseCopy {
-    width: usize,
-    max_length: usize,
-}
+/// Reverse copy: `L` vectors of `W` bits (`L` up to 10), a delimiter, then the vectors last
+/// first.
+struct ReverseCopy;
+const W: usize = 8;
 
 impl Task for ReverseCopy {
     fn name(&self) -> &'static str {
         "reverse-copy"
     }
     fn input_size(&self) -> usize {
-        self.width + 1 // the last channel is the delimiter
+        W + 1 // the last channel is the delimiter
     }
     fn output_size(&self) -> usize {
-        self.width
+        W
     }
     fn cost_kind(&self) -> CostKind {
         CostKind::BitErrors
@@ -38,18 +37,12 @@ impl Task for ReverseCopy {
     ) -> Result<Batch, TaskError> {
         let length = match at {
             Some(s) => s.length(),
-            None => rng.random_range(1..=self.max_length),
+            None => rng.random_range(1..=10),
         };
-        let mut batch = Batch::zeros(
-            self.name(),
-            2 * length + 1,
-            size,
-            self.width + 1,
-            self.width,
-        )?;
+        let mut batch = Batch::zeros(self.name(), 2 * length + 1, size, W + 1, W)?;
         for b in 0..size {
             for t in 0..length {
-                let bits = &mut batch.inputs.row_mut(t, b)[..self.width];
+                let bits = &mut batch.inputs.row_mut(t, b)[..W];
                 random_bits(rng, bits);
                 let bits = bits.to_vec();
                 batch
@@ -57,7 +50,7 @@ impl Task for ReverseCopy {
                     .row_mut(2 * length - t, b)
                     .copy_from_slice(&bits);
             }
-            batch.inputs.set(length, b, self.width, 1.0);
+            batch.inputs.set(length, b, W, 1.0);
         }
         batch.mask_steps(length + 1..2 * length + 1);
         Ok(batch)
@@ -66,14 +59,8 @@ impl Task for ReverseCopy {
 
 /// The task and a fresh LSTM NTM drawn from `seed`: what a run is made of, and what resuming
 /// builds again.
-fn parts(
-    seed: u64,
-    controller: usize,
-) -> Result<(Box<dyn ntm::SequenceModel>, Box<dyn Task>), TrainError> {
-    let task = ReverseCopy {
-        width: 8,
-        max_length: 10,
-    };
+fn parts(seed: u64, controller: usize) -> Result<RunParts, TrainError> {
+    let task = ReverseCopy;
     let mut config = ModelConfig::preset("lstm-ntm")?;
     config.controller.size = controller;
     let model = config.build(
@@ -83,7 +70,7 @@ fn parts(
         DType::F32,
         &Device::Cpu,
     )?;
-    Ok((model, Box::new(task)))
+    Ok((Box::new(task), model))
 }
 
 /// Trains `max_sequences` in `dir`, resuming from its checkpoint if it has one.
@@ -92,7 +79,7 @@ fn train(
     train: TrainConfig,
     controller: usize,
 ) -> Result<Summary, TrainError> {
-    let (model, task) = parts(0, controller)?;
+    let (task, model) = parts(0, controller)?;
     let mut trainer = Trainer::from_parts(model, task, train, 0)?;
     let checkpoint = dir.join(ntm_train::trainer::files::CHECKPOINT);
     if checkpoint.exists() {
@@ -102,11 +89,8 @@ fn train(
 }
 
 fn main() -> Result<(), TrainError> {
-    let config = TrainConfig {
-        target_cost: 0.1,
-        patience: 3,
-        ..TrainConfig::default()
-    };
+    let mut config = TrainConfig::default();
+    (config.target_cost, config.patience) = (0.1, 3);
     let s = train(std::path::Path::new("runs/reverse-copy"), config, 100)?;
     println!(
         "reverse copy: {:.3} bits/seq after {} sequences in {:.0} s (converged: {})",
@@ -123,12 +107,6 @@ fn a_custom_task_trains_and_resumes_exactly() {
         val_sequences: 8,
         eval_every: 2,
         checkpoint_every: 2,
-        optimizer: ntm_train::OptimizerConfig::Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        },
         ..TrainConfig::default()
     };
     let (full, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -88,6 +88,10 @@ pub struct RunConfig {
     pub train: TrainConfig,
 }
 
+/// A run's task and model: what a [`Registry`] builds from a [`RunConfig`], and what a factory
+/// given to [`load_run_with`](crate::load_run_with) returns.
+pub type RunParts = (Box<dyn Task>, Box<dyn SequenceModel>);
+
 /// The tasks, controllers and memories a [`RunConfig`] can name: the built-in ones by default,
 /// and any a user registers.
 #[derive(Debug, Clone, Default)]
@@ -331,11 +335,7 @@ impl Registry {
     }
 
     /// The task and a freshly initialised model of `config` (drawn from its seed), on `device`.
-    pub fn build(
-        &self,
-        config: &RunConfig,
-        device: &Device,
-    ) -> Result<(Box<dyn Task>, Box<dyn SequenceModel>)> {
+    pub fn build(&self, config: &RunConfig, device: &Device) -> Result<RunParts> {
         let task = self.tasks.build(&config.task)?;
         let Some(model) = &config.model else {
             return Err(TrainError::Config(

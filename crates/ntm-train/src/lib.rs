@@ -68,7 +68,7 @@ pub mod trainer;
 use std::path::PathBuf;
 
 pub use checkpoint::Progress;
-pub use config::{default_model, Registry, RunConfig, TrainConfig};
+pub use config::{default_model, Registry, RunConfig, RunParts, TrainConfig};
 pub use loss::{bit_errors, masked_bce};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use trainer::{
@@ -111,6 +111,18 @@ pub enum TrainError {
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<ntm::memory::MemoryError> for TrainError {
+    fn from(e: ntm::memory::MemoryError) -> Self {
+        TrainError::Model(e.into())
+    }
+}
+
+impl From<ntm::controller::ControllerError> for TrainError {
+    fn from(e: ntm::controller::ControllerError) -> Self {
+        TrainError::Model(e.into())
+    }
 }
 
 /// Result type of this crate.

@@ -12,7 +12,7 @@ use ntm_tasks::{Batch, CostKind, Sequence, Size, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, write_atomic, Progress};
-use crate::config::{Registry, RunConfig, TrainConfig};
+use crate::config::{Registry, RunConfig, RunParts, TrainConfig};
 use crate::loss::{bit_errors, masked_bce};
 use crate::optim::{clip_global_norm, clip_values, Optimizer};
 use crate::{Result, TrainError};
@@ -704,7 +704,7 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
 /// [`Trainer::from_parts`] run); the checkpoint's weights then replace the model's.
 pub fn load_run_with<F>(dir: &Path, factory: F) -> Result<LoadedRun>
 where
-    F: FnOnce(&RunConfig) -> Result<(Box<dyn Task>, Box<dyn SequenceModel>)>,
+    F: FnOnce(&RunConfig) -> Result<RunParts>,
 {
     let config_path = dir.join(files::CONFIG);
     let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
