@@ -179,6 +179,10 @@ impl Experiment {
         if !task_order().contains(&e.task) {
             return Err(bad(format!("unknown task `{}`", e.task)));
         }
+        let models = ntm::ModelRegistry::default();
+        for m in e.models.keys() {
+            models.split_name(m).map_err(|err| bad(err.to_string()))?;
+        }
         for (name, p) in &e.profiles {
             if p.seeds == 0 || p.eval_sequences == 0 {
                 return Err(bad(format!(

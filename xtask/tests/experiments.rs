@@ -64,11 +64,13 @@ fn bad_experiment_files_are_errors() {
         .to_string()
         .contains("sorting"));
     assert!(
-        Experiment::parse(&base.replace("models.lstm", "models.gru"))
+        Experiment::parse(&base.replace("models.lstm", "models.rnn-ntm"))
             .unwrap_err()
             .to_string()
-            .contains("gru")
+            .contains("rnn-ntm")
     );
+    // Any controller x memory the registry knows is a model, not just the paper's three.
+    assert!(Experiment::parse(&base.replace("models.lstm", "models.gru-ntm")).is_ok());
     assert!(Experiment::parse(&format!("typo = 1\n{base}")).is_err());
     assert!(Experiment::parse(&base.replace("seeds = 1", "seeds = 0")).is_err());
 }
