@@ -1,6 +1,7 @@
 //! `cargo bench -p ntm-benches`: addressing forward and backward (fused and unfused), one NTM
-//! step forward and backward, and a whole training step of the copy configuration at batch 1,
-//! 8 and 32. Single-threaded, as the `ntm` command runs by default.
+//! step forward and backward (kernels switched on and off), and a whole training step of the
+//! copy configuration at batch 1, 8 and 32. Single-threaded, as the `ntm` command runs by
+//! default.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -49,8 +50,9 @@ fn model_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("ntm-step");
     for b in [1usize, 32] {
         for fused in [true, false] {
-            let mut config = ModelConfig::default();
-            config.memory.options.insert("fused".into(), fused.into());
+            // Process-wide; switched back on below.
+            ntm::kernels::set_enabled(fused);
+            let config = ModelConfig::default();
             let model = config
                 .build(9, 8, 0, DType::F32, &Device::Cpu)
                 .expect("model");
@@ -72,6 +74,7 @@ fn model_step(c: &mut Criterion) {
             );
         }
     }
+    ntm::kernels::set_enabled(true);
     g.finish();
 }
 

@@ -11,7 +11,9 @@
 //! weightings are `[batch, heads, N]`, memory is `[batch, N, M]`, and there is no loop over the
 //! batch or the heads. The functions take already-activated parameters (`beta > 0`,
 //! `0 <= g <= 1`, `s` a distribution, `gamma >= 1`); turning raw controller outputs into those is
-//! the memory's job. This crate depends on `candle-core` alone and never owns parameters.
+//! the memory's job. This crate never owns parameters; it depends on `candle-core` and on
+//! `ntm-kernels`, the workspace's internal crate of fused CPU ops, which runs [`address`] as one
+//! op where it can.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -39,15 +41,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
-pub mod fused;
 pub mod gradcheck;
 
-/// Added to norms in the cosine similarity so that a zero row or key gives zero similarity.
-pub const COSINE_EPS: f64 = 1e-8;
-
-/// Added to a weighting before it is raised to the power `gamma`, so the power and its gradient
-/// stay finite where the weighting is zero.
-pub const SHARPEN_EPS: f64 = 1e-12;
+pub use ntm_kernels::{COSINE_EPS, SHARPEN_EPS};
 
 /// Errors from the addressing functions.
 #[derive(Debug, thiserror::Error)]
@@ -240,10 +236,11 @@ fn validate(
 /// The whole addressing pipeline for a batch of heads: content, interpolate, shift, sharpen.
 ///
 /// `memory` is `[B, N, M]` and `previous` the heads' previous weightings `[B, H, N]`. On the CPU,
-/// in `f32` or `f64`, this runs [`address_fused`]; elsewhere [`address_unfused`]. Both compute the
-/// same function and the same gradients.
+/// in `f32` or `f64`, this runs [`address_fused`], unless the kernels are switched off
+/// ([`ntm_kernels::set_enabled`]); elsewhere [`address_unfused`]. Both compute the same function
+/// and the same gradients.
 pub fn address(memory: &Tensor, params: &HeadParams, previous: &Tensor) -> Result<Tensor> {
-    if fused::runs_on(memory) {
+    if ntm_kernels::runs_on(memory) {
         address_fused(memory, params, previous)
     } else {
         address_unfused(memory, params, previous)
@@ -264,13 +261,22 @@ pub fn address_unfused(memory: &Tensor, params: &HeadParams, previous: &Tensor) 
 ///
 /// About forty graph nodes of the unfused path become one, which is what makes training on the
 /// CPU fast: at the paper's sizes the work per node is tiny and the per-node overhead dominates.
+/// The parameters are packed into one tensor for the kernel ([`ntm_kernels::address`]); this
+/// runs the kernel whether or not the kernels are switched on, and fails on other devices.
 pub fn address_fused(memory: &Tensor, params: &HeadParams, previous: &Tensor) -> Result<Tensor> {
-    let (.., s) = validate(memory, params, previous)?;
-    let packed = fused::pack(params)?.contiguous()?;
-    let op = fused::FusedAddress { shifts: s };
-    Ok(memory
-        .contiguous()?
-        .apply_op3(&packed, &previous.contiguous()?, op)?)
+    validate(memory, params, previous)?;
+    // Per head: key `M`, beta, gate, shift `S`, gamma.
+    let packed = Tensor::cat(
+        &[
+            params.key.clone(),
+            params.beta.unsqueeze(2)?,
+            params.gate.unsqueeze(2)?,
+            params.shift.clone(),
+            params.gamma.unsqueeze(2)?,
+        ],
+        2,
+    )?;
+    Ok(ntm_kernels::address(memory, &packed, previous)?)
 }
 
 /// A batch of uniform weightings `[B, H, N]`, handy as a neutral previous weighting.

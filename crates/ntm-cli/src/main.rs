@@ -97,7 +97,7 @@ struct TrainArgs {
     /// Override one value, e.g. `--set train.batch_size=16 --set model.memory.rows=64`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    /// Run directory (default: runs/<task>-<model>-s<seed>).
+    /// Run directory (default: `runs/TASK-MODEL-sSEED`).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.

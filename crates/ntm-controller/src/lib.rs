@@ -5,7 +5,7 @@
 //! output `[batch, output_size]` and the next state. It knows nothing about memory: the model
 //! joins the previous reads onto the input before calling it. Parameters come from
 //! [`ntm_params::Params`], so they are seeded and named (`controller.layer0.weight`).
-//! On the CPU the LSTM's cell update runs as one fused op ([`lstm_cell`]), with
+//! On the CPU the LSTM's cell update runs as one fused op of `ntm-kernels` ([`lstm_cell`]), with
 //! [`lstm_cell_unfused`] as its reference.
 //!
 //! ```
@@ -52,6 +52,14 @@ pub enum ControllerError {
         got: Vec<usize>,
         /// Input features expected.
         expected: usize,
+    },
+    /// Gate pre-activations and a cell state that do not fit together (`[B, 4n]` and `[B, n]`).
+    #[error("lstm cell: gates have shape {gates:?} and the cell state {cell:?}, expected [B, 4n] and [B, n] with n >= 1")]
+    CellShape {
+        /// Shape of the gate pre-activations.
+        gates: Vec<usize>,
+        /// Shape of the cell state.
+        cell: Vec<usize>,
     },
     /// A parameter or layer error.
     #[error(transparent)]

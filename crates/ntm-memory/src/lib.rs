@@ -27,10 +27,10 @@
 
 use candle_core::Tensor;
 
-mod fused;
 mod registry;
 
 use ntm_addressing::{address_unfused, softmax, AddressingError, HeadParams};
+use ntm_kernels::MemoryStep;
 use ntm_params::{sigmoid, softplus, Init, Params, ParamsError};
 pub use registry::{BoxedMemory, BoxedMemoryState, MemoryConfig, MemoryKind, MemoryRegistry};
 use serde::{Deserialize, Serialize};
@@ -134,9 +134,6 @@ pub struct NtmMemoryConfig {
     pub shift_range: usize,
     /// How memory starts each episode.
     pub init: MemoryInit,
-    /// Run each step as one fused op on the CPU (the default); `false` runs the composition of
-    /// candle operations that serves as its reference, for comparisons and benchmarks.
-    pub fused: bool,
 }
 
 impl Default for NtmMemoryConfig {
@@ -148,7 +145,6 @@ impl Default for NtmMemoryConfig {
             write_heads: 1,
             shift_range: 1,
             init: MemoryInit::Constant,
-            fused: true,
         }
     }
 }
@@ -189,85 +185,111 @@ impl NtmMemoryConfig {
     }
 }
 
-/// State of an [`NtmMemory`] between steps, for a batch of `B` sequences.
+/// State of an [`NtmMemory`] between steps, for a batch of `B` sequences: the memory contents
+/// `[B, N, M]`, the weightings `[B, W + R, N]` (write heads first) and the read vectors
+/// `[B, R * M]`.
 ///
-/// Memory contents, weightings `[B, W + R, N]` (write heads first) and reads `[B, R * M]` live in
-/// one flat tensor, which is what the fused step consumes and produces: one graph node per step
-/// instead of a node per piece. The memory part is stored as `[B, M, N]`, each batch element's
-/// memory column-major, the layout the fused kernels run fastest on; [`NtmState::memory`] gives
-/// it back as `[B, N, M]`.
+/// A state comes in the form of the path that made it. The fused step keeps everything in one
+/// flat tensor in the layout of its kernel (one graph node per step instead of a node per
+/// piece); the reference step keeps the three tensors as they are. The accessors give the same
+/// shapes for both, and [`Memory::step`] takes either: when the kernels are switched on or off
+/// in the middle of an episode ([`ntm_kernels::set_enabled`]), it converts the state once.
 #[derive(Debug, Clone)]
-pub struct NtmState {
-    flat: Tensor,
+pub struct NtmMemoryState {
+    form: Form,
     reads: Tensor,
-    dims: fused::StepDims,
+    kernel: MemoryStep,
     batch: usize,
 }
 
-impl NtmState {
-    fn new(flat: Tensor, dims: fused::StepDims, batch: usize) -> Result<Self> {
-        let [lm, lw, lr] = dims.parts(batch);
-        let reads = if ntm_addressing::fused::runs_on(&flat) {
-            flat.apply_op1(fused::Tail { len: lr })?
-        } else {
-            flat.narrow(0, lm + lw, lr)?
-        };
-        let reads = reads.reshape((batch, dims.r * dims.m))?;
+/// The two forms of an [`NtmMemoryState`].
+#[derive(Debug, Clone)]
+enum Form {
+    /// The fused step's flat tensor ([`ntm_kernels::MemoryStep`] knows its layout).
+    Flat(Tensor),
+    /// Memory `[B, N, M]` and weightings `[B, W + R, N]`, as the reference step uses them.
+    Parts { memory: Tensor, weights: Tensor },
+}
+
+impl NtmMemoryState {
+    fn from_flat(flat: Tensor, kernel: MemoryStep, batch: usize) -> Result<Self> {
         Ok(Self {
-            flat,
-            reads,
-            dims,
+            reads: kernel.reads(&flat)?,
+            form: Form::Flat(flat),
+            kernel,
             batch,
         })
     }
 
-    fn from_parts(
-        memory: &Tensor,
-        weights: &Tensor,
-        reads: &Tensor,
-        dims: fused::StepDims,
-    ) -> Result<Self> {
-        let batch = memory.dim(0)?;
-        let flat = Tensor::cat(
-            &[
-                memory.transpose(1, 2)?.flatten_all()?,
-                weights.flatten_all()?,
-                reads.flatten_all()?,
-            ],
-            0,
-        )?;
-        Self::new(flat, dims, batch)
+    fn from_parts(memory: Tensor, weights: Tensor, reads: Tensor, kernel: MemoryStep) -> Self {
+        Self {
+            batch: reads.dims().first().copied().unwrap_or(0),
+            form: Form::Parts { memory, weights },
+            reads,
+            kernel,
+        }
+    }
+
+    /// The state as the fused step's flat tensor.
+    fn to_flat(&self) -> Result<Tensor> {
+        match &self.form {
+            Form::Flat(flat) => Ok(flat.clone()),
+            Form::Parts { memory, weights } => {
+                Ok(self.kernel.pack(memory, weights, &self.reads)?)
+            }
+        }
+    }
+
+    /// The state as the reference step's memory and weightings.
+    fn to_parts(&self) -> Result<(Tensor, Tensor)> {
+        match &self.form {
+            Form::Flat(flat) => Ok((self.kernel.memory(flat)?, self.kernel.weights(flat)?)),
+            Form::Parts { memory, weights } => Ok((memory.clone(), weights.clone())),
+        }
+    }
+
+    /// The same state cut off from the graph.
+    fn detach(&self) -> Self {
+        let form = match &self.form {
+            Form::Flat(flat) => Form::Flat(flat.detach()),
+            Form::Parts { memory, weights } => Form::Parts {
+                memory: memory.detach(),
+                weights: weights.detach(),
+            },
+        };
+        Self {
+            form,
+            reads: self.reads.detach(),
+            ..self.clone()
+        }
     }
 
     /// Memory contents `[batch, N, M]`.
     pub fn memory(&self) -> Result<Tensor> {
-        let [lm, ..] = self.dims.parts(self.batch);
-        Ok(self
-            .flat
-            .narrow(0, 0, lm)?
-            .reshape((self.batch, self.dims.m, self.dims.n))?
-            .transpose(1, 2)?
-            .contiguous()?)
+        match &self.form {
+            Form::Flat(flat) => Ok(self.kernel.memory(flat)?),
+            Form::Parts { memory, .. } => Ok(memory.clone()),
+        }
     }
 
     /// Weightings of the write heads, then of the read heads: `[batch, W + R, N]`.
     pub fn weights(&self) -> Result<Tensor> {
-        let [lm, lw, _] = self.dims.parts(self.batch);
-        let heads = self.dims.w + self.dims.r;
-        Ok(self
-            .flat
-            .narrow(0, lm, lw)?
-            .reshape((self.batch, heads, self.dims.n))?)
+        match &self.form {
+            Form::Flat(flat) => Ok(self.kernel.weights(flat)?),
+            Form::Parts { weights, .. } => Ok(weights.clone()),
+        }
     }
 
     /// Write weightings `[batch, W, N]`.
     pub fn write_weights(&self) -> Result<Tensor> {
-        Ok(self.weights()?.narrow(1, 0, self.dims.w)?)
+        Ok(self.weights()?.narrow(1, 0, self.kernel.write_heads)?)
     }
 
     /// Read weightings `[batch, R, N]`.
     pub fn read_weights(&self) -> Result<Tensor> {
-        Ok(self.weights()?.narrow(1, self.dims.w, self.dims.r)?)
+        Ok(self
+            .weights()?
+            .narrow(1, self.kernel.write_heads, self.kernel.read_heads)?)
     }
 
     /// Read vectors `[batch, R * M]`.
@@ -287,8 +309,9 @@ impl NtmState {
 /// the read heads without erase and add. Activations: keys and adds `tanh`, betas `softplus`,
 /// gates and erases `sigmoid`, shifts `softmax`, gammas `1 + softplus`.
 ///
-/// On the CPU each step runs as one fused op (see [`NtmMemoryConfig::fused`]); elsewhere it is
-/// composed of candle operations ([`NtmMemory::step_unfused`]).
+/// On the CPU each step runs as one fused op ([`ntm_kernels::MemoryStep`]); elsewhere, or with the
+/// kernels switched off ([`ntm_kernels::set_enabled`]), it is composed of candle operations
+/// ([`NtmMemory::step_unfused`]).
 #[derive(Debug, Clone)]
 pub struct NtmMemory {
     config: NtmMemoryConfig,
@@ -355,9 +378,10 @@ pub fn read(memory: &Tensor, weights: &Tensor) -> Result<Tensor> {
 ///
 /// `M' = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T`; `weights` is `[B, W, N]`, `erase` and
 /// `add` are `[B, W, M]`. The product and the sum do not depend on the order of the heads. On the
-/// CPU, in `f32` or `f64`, this runs [`write_fused`], elsewhere [`write_unfused`].
+/// CPU, in `f32` or `f64`, this runs [`write_fused`] (unless the kernels are switched off),
+/// elsewhere [`write_unfused`].
 pub fn write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) -> Result<Tensor> {
-    if ntm_addressing::fused::runs_on(memory) {
+    if ntm_kernels::runs_on(memory) {
         write_fused(memory, weights, erase, add)
     } else {
         write_unfused(memory, weights, erase, add)
@@ -383,7 +407,7 @@ fn check_write(memory: &Tensor, weights: &Tensor, erase: &Tensor, add: &Tensor) 
     expect("add", add, &[b, w, m])
 }
 
-/// [`write`] composed of candle operations: the reference, differentiable on every device.
+/// [`write()`] composed of candle operations: the reference, differentiable on every device.
 pub fn write_unfused(
     memory: &Tensor,
     weights: &Tensor,
@@ -401,7 +425,8 @@ pub fn write_unfused(
     Ok((kept + w_t.matmul(add)?)?)
 }
 
-/// [`write`] as one custom op with an analytic backward (CPU, `f32` or `f64`).
+/// [`write()`] as one custom op with an analytic backward ([`ntm_kernels::write`]; CPU, `f32` or
+/// `f64`, whether or not the kernels are switched on).
 pub fn write_fused(
     memory: &Tensor,
     weights: &Tensor,
@@ -409,10 +434,7 @@ pub fn write_fused(
     add: &Tensor,
 ) -> Result<Tensor> {
     check_write(memory, weights, erase, add)?;
-    let erase_add = Tensor::cat(&[erase, add], 2)?.contiguous()?;
-    Ok(memory
-        .contiguous()?
-        .apply_op3(&weights.contiguous()?, &erase_add, fused::FusedWrite)?)
+    Ok(ntm_kernels::write(memory, weights, erase, add)?)
 }
 
 /// Splits `[B, len]` into consecutive pieces of the given widths.
@@ -439,7 +461,7 @@ fn head_params(raw: &[Tensor], heads: usize, width: usize, shifts: usize) -> Res
 }
 
 impl Memory for NtmMemory {
-    type State = NtmState;
+    type State = NtmMemoryState;
 
     fn interface_size(&self) -> usize {
         self.config.write_heads * self.config.write_head_size()
@@ -450,7 +472,7 @@ impl Memory for NtmMemory {
         self.config.read_heads * self.config.width
     }
 
-    fn initial_state(&self, batch: usize) -> Result<NtmState> {
+    fn initial_state(&self, batch: usize) -> Result<NtmMemoryState> {
         let c = &self.config;
         let expand = |t: &Tensor, heads: usize| -> Result<Tensor> {
             Ok(softmax(t, 1)?
@@ -472,43 +494,38 @@ impl Memory for NtmMemory {
             .reads0
             .unsqueeze(0)?
             .broadcast_as((batch, self.read_size()))?;
-        NtmState::from_parts(&memory, &weights, &reads, self.dims())
+        let kernel = self.kernel();
+        if ntm_kernels::runs_on(&memory) {
+            let flat = kernel.pack(&memory, &weights, &reads)?;
+            NtmMemoryState::from_flat(flat, kernel, batch)
+        } else {
+            let memory = memory.contiguous()?;
+            Ok(NtmMemoryState::from_parts(memory, weights, reads, kernel))
+        }
     }
 
-    fn reads(&self, state: &NtmState) -> Tensor {
+    fn reads(&self, state: &NtmMemoryState) -> Tensor {
         state.reads.clone()
     }
 
-    fn step(&self, interface: &Tensor, state: &NtmState) -> Result<NtmState> {
-        let b = match interface.dims() {
-            [b, i] if *i == self.interface_size() && *b == state.batch => *b,
-            got => {
-                return Err(MemoryError::Shape {
-                    argument: "interface",
-                    got: got.to_vec(),
-                    expected: format!("[{}, {}]", state.batch, self.interface_size()),
-                })
-            }
-        };
-        if self.config.fused && ntm_addressing::fused::runs_on(&state.flat) {
-            let op = fused::FusedStep::new(self.dims());
-            let flat = state.flat.apply_op2(&interface.contiguous()?, op)?;
-            return NtmState::new(flat, self.dims(), b);
+    fn step(&self, interface: &Tensor, state: &NtmMemoryState) -> Result<NtmMemoryState> {
+        let b = self.check_interface(interface, state)?;
+        if ntm_kernels::runs_on(interface) {
+            let kernel = self.kernel();
+            let flat = kernel.step(&state.to_flat()?, interface)?;
+            return NtmMemoryState::from_flat(flat, kernel, b);
         }
         self.step_unfused(interface, state)
     }
 
-    fn trace(&self, state: &NtmState) -> MemoryTrace {
-        let detached = NtmState {
-            flat: state.flat.detach(),
-            ..state.clone()
-        };
+    fn trace(&self, state: &NtmMemoryState) -> MemoryTrace {
+        let detached = state.detach();
         let or_empty = |t: Result<Tensor>| {
             t.unwrap_or_else(|_| {
-                state
+                detached
                     .reads
                     .zeros_like()
-                    .unwrap_or_else(|_| state.reads.clone())
+                    .unwrap_or_else(|_| detached.reads.clone())
             })
         };
         MemoryTrace {
@@ -521,23 +538,42 @@ impl Memory for NtmMemory {
 }
 
 impl NtmMemory {
-    fn dims(&self) -> fused::StepDims {
+    /// The sizes of the fused step's kernel.
+    fn kernel(&self) -> MemoryStep {
         let c = &self.config;
-        fused::StepDims {
-            n: c.rows,
-            m: c.width,
-            r: c.read_heads,
-            w: c.write_heads,
-            s: c.shifts(),
+        MemoryStep {
+            rows: c.rows,
+            width: c.width,
+            read_heads: c.read_heads,
+            write_heads: c.write_heads,
+            shifts: c.shifts(),
+        }
+    }
+
+    /// The batch size of a step, after checking that `interface` is `[B, interface_size]` for
+    /// the batch of `state`.
+    fn check_interface(&self, interface: &Tensor, state: &NtmMemoryState) -> Result<usize> {
+        match interface.dims() {
+            [b, i] if *i == self.interface_size() && *b == state.batch => Ok(*b),
+            got => Err(MemoryError::Shape {
+                argument: "interface",
+                got: got.to_vec(),
+                expected: format!("[{}, {}]", state.batch, self.interface_size()),
+            }),
         }
     }
 
     /// One step composed of candle operations: the reference for the fused step, and the path
-    /// on devices other than the CPU.
-    pub fn step_unfused(&self, interface: &Tensor, state: &NtmState) -> Result<NtmState> {
+    /// on devices other than the CPU. Takes a state of either form and returns one of the
+    /// reference form, whose memory stays `[B, N, M]` from step to step.
+    pub fn step_unfused(
+        &self,
+        interface: &Tensor,
+        state: &NtmMemoryState,
+    ) -> Result<NtmMemoryState> {
         let c = &self.config;
         let (m, s, r, w) = (c.width, c.shifts(), c.read_heads, c.write_heads);
-        let b = interface.dim(0)?;
+        let b = self.check_interface(interface, state)?;
         let raw = split(
             interface,
             &[w * m, w, w, w * s, w, w * m, w * m, r * m, r, r, r * s, r],
@@ -547,12 +583,17 @@ impl NtmMemory {
         let add = raw[6].tanh()?.reshape((b, w, m))?;
         let read_params = head_params(&raw[7..12], r, m, s)?;
 
-        let previous = state.memory()?;
-        let write_weights = address_unfused(&previous, &write_params, &state.write_weights()?)?;
+        let (previous, weights) = state.to_parts()?;
+        let write_weights = address_unfused(&previous, &write_params, &weights.narrow(1, 0, w)?)?;
         let memory = write_unfused(&previous, &write_weights, &erase, &add)?;
-        let read_weights = address_unfused(&memory, &read_params, &state.read_weights()?)?;
-        let reads = read(&memory, &read_weights)?;
+        let read_weights = address_unfused(&memory, &read_params, &weights.narrow(1, w, r)?)?;
+        let reads = read(&memory, &read_weights)?.reshape((b, r * m))?;
         let weights = Tensor::cat(&[write_weights, read_weights], 1)?;
-        NtmState::from_parts(&memory, &weights, &reads, self.dims())
+        Ok(NtmMemoryState::from_parts(
+            memory,
+            weights,
+            reads,
+            self.kernel(),
+        ))
     }
 }

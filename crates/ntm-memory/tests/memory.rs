@@ -353,8 +353,8 @@ fn three_steps(
     step: impl Fn(
         &NtmMemory,
         &Tensor,
-        &ntm_memory::NtmState,
-    ) -> Result<ntm_memory::NtmState, MemoryError>,
+        &ntm_memory::NtmMemoryState,
+    ) -> Result<ntm_memory::NtmMemoryState, MemoryError>,
 ) -> candle_core::Result<Tensor> {
     let run = || -> Result<Tensor, MemoryError> {
         let mut state = memory.initial_state(2)?;

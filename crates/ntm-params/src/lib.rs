@@ -306,195 +306,29 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
 /// `x` clipped to `[-bound, bound]`; the gradient passes where `|x| <= bound` and is zero
 /// elsewhere, as for candle's `clamp`.
 ///
-/// On the CPU in `f32` and `f64` this is one graph node with its own backward; candle's `clamp`
-/// is a maximum and a minimum, whose backward passes build comparison masks and zero tensors.
+/// On the CPU in `f32` and `f64` this is one graph node with its own backward
+/// ([`ntm_kernels::clip`]); candle's `clamp`, the reference and the path elsewhere or with the
+/// kernels switched off, is a maximum and a minimum, whose backward passes build comparison
+/// masks and zero tensors.
 pub fn clip(x: &Tensor, bound: f64) -> Result<Tensor> {
-    if own_op_runs_on(x) {
-        Ok(x.apply_op1(Clip(bound))?)
+    if ntm_kernels::runs_on(x) {
+        Ok(ntm_kernels::clip(x, bound)?)
     } else {
         Ok(x.clamp(-bound, bound)?)
     }
 }
 
-/// Whether this crate's own ops run on `x`: a CPU tensor of `f32` or `f64`.
-fn own_op_runs_on(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
-
 /// `x [batch, k] + bias [k]`, the bias added to every row.
 ///
 /// On the CPU in `f32` and `f64` this is one graph node whose backward sums the gradient's
-/// columns in one pass; the backward of candle's `broadcast_add` reduces over the batch with a
-/// general strided reduction, which cost several percent of a training step.
+/// columns in one pass ([`ntm_kernels::add_bias`]); the backward of candle's `broadcast_add`, the
+/// reference and the path elsewhere or with the kernels switched off, reduces over the batch
+/// with a general strided reduction, which cost several percent of a training step.
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if own_op_runs_on(x) && x.dtype() == bias.dtype() && bias.device().is_cpu() {
-        // A no-op for the matrix products this follows; a copy for a strided view.
-        Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)?)
+    if ntm_kernels::runs_on(x) && x.dtype() == bias.dtype() && bias.device().is_cpu() {
+        Ok(ntm_kernels::add_bias(x, bias)?)
     } else {
         Ok(x.broadcast_add(bias)?)
-    }
-}
-
-struct AddBias;
-
-/// The elements of a contiguous CPU tensor's storage.
-fn contiguous<'a, T: candle_core::WithDType>(
-    storage: &'a candle_core::CpuStorage,
-    layout: &candle_core::Layout,
-    op: &str,
-) -> candle_core::Result<&'a [T]> {
-    let data = T::cpu_storage_as_slice(storage)?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
-impl AddBias {
-    fn forward<T: candle_core::WithDType>(
-        (s1, l1): (&candle_core::CpuStorage, &candle_core::Layout),
-        (s2, l2): (&candle_core::CpuStorage, &candle_core::Layout),
-    ) -> candle_core::Result<Vec<T>> {
-        let (x, bias) = (
-            contiguous::<T>(s1, l1, "add_bias")?,
-            contiguous::<T>(s2, l2, "add_bias")?,
-        );
-        let mut out = x.to_vec();
-        for row in out.chunks_exact_mut(bias.len().max(1)) {
-            for (v, &b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The bias gradient: the column sums of `grad [batch, k]`.
-    fn column_sums<T: candle_core::WithDType>(grad: &Tensor) -> candle_core::Result<Tensor> {
-        let k = grad.dim(1)?;
-        let grad = grad.contiguous()?;
-        let (storage, layout) = grad.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("add_bias: the gradient must live on the CPU")
-        };
-        let mut sums = vec![T::zero(); k];
-        for row in contiguous::<T>(cpu, layout, "add_bias")?.chunks_exact(k.max(1)) {
-            for (s, &g) in sums.iter_mut().zip(row) {
-                *s += g;
-            }
-        }
-        Tensor::from_vec(sums, k, grad.device())
-    }
-}
-
-impl candle_core::CustomOp2 for AddBias {
-    fn name(&self) -> &'static str {
-        "ntm-add-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &candle_core::CpuStorage,
-        l1: &candle_core::Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        use candle_core::CpuStorage as S;
-        let (_, k) = l1.shape().dims2()?;
-        if l2.shape().dims() != [k] {
-            candle_core::bail!(
-                "add_bias: input {:?} and bias {:?} do not match",
-                l1.shape(),
-                l2.shape()
-            )
-        }
-        let out = match (s1, s2) {
-            (S::F32(_), S::F32(_)) => S::F32(Self::forward((s1, l1), (s2, l2))?),
-            (S::F64(_), S::F64(_)) => S::F64(Self::forward((s1, l1), (s2, l2))?),
-            _ => candle_core::bail!("add_bias: only f32 and f64 of one type are supported"),
-        };
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let bias_grad = match grad.dtype() {
-            DType::F32 => Self::column_sums::<f32>(grad)?,
-            DType::F64 => Self::column_sums::<f64>(grad)?,
-            dt => candle_core::bail!("add_bias: unsupported dtype {dt:?}"),
-        };
-        Ok((Some(grad.clone()), Some(bias_grad)))
-    }
-}
-
-struct Clip(f64);
-
-impl Clip {
-    fn map<T: candle_core::WithDType + PartialOrd>(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<Vec<T>> {
-        let (lo, hi) = (T::from_f64(-self.0), T::from_f64(self.0));
-        Ok(contiguous::<T>(storage, layout, "clip")?
-            .iter()
-            .map(|&v| {
-                if v < lo {
-                    lo
-                } else if v > hi {
-                    hi
-                } else {
-                    v
-                }
-            })
-            .collect())
-    }
-}
-
-impl candle_core::CustomOp1 for Clip {
-    fn name(&self) -> &'static str {
-        "ntm-clip"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        use candle_core::CpuStorage as S;
-        let out = match storage {
-            S::F32(_) => S::F32(self.map(storage, layout)?),
-            S::F64(_) => S::F64(self.map(storage, layout)?),
-            _ => candle_core::bail!("clip: only f32 and f64 are supported"),
-        };
-        Ok((out, layout.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        fn run<T: candle_core::WithDType + PartialOrd>(
-            bound: f64,
-            x: &Tensor,
-            grad: &Tensor,
-        ) -> candle_core::Result<Tensor> {
-            let (lo, hi) = (T::from_f64(-bound), T::from_f64(bound));
-            let g: Vec<T> = x
-                .flatten_all()?
-                .to_vec1::<T>()?
-                .into_iter()
-                .zip(grad.flatten_all()?.to_vec1::<T>()?)
-                .map(|(v, g)| if v < lo || v > hi { T::zero() } else { g })
-                .collect();
-            Tensor::from_vec(g, x.shape(), x.device())
-        }
-        match x.dtype() {
-            DType::F32 => run::<f32>(self.0, x, grad).map(Some),
-            DType::F64 => run::<f64>(self.0, x, grad).map(Some),
-            dt => candle_core::bail!("clip: unsupported dtype {dt:?}"),
-        }
     }
 }
 

@@ -57,6 +57,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ntm_addressing as addressing;
 pub use ntm_controller as controller;
+pub use ntm_kernels as kernels;
 pub use ntm_memory as memory;
 pub use ntm_params as params;
 

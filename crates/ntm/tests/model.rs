@@ -1,10 +1,21 @@
 //! Whole-model checks: gradients against finite differences, parameter counts, determinism and
 //! error paths.
 
+use std::sync::{RwLock, RwLockReadGuard};
+
 use candle_core::{DType, Device, Tensor, Var};
 use ntm::addressing::gradcheck::check_gradients;
 use ntm::{ModelConfig, ModelRegistry, NtmError};
 use ntm_memory::{MemoryConfig, NtmMemoryConfig};
+
+/// Held for writing by the one test that flips the process-wide kernel switch, and for reading
+/// by the tests that compare several runs of a model with each other, so that no run of theirs
+/// changes path halfway. Every other test passes on either path.
+static KERNEL_SWITCH: RwLock<()> = RwLock::new(());
+
+fn same_path() -> RwLockReadGuard<'static, ()> {
+    KERNEL_SWITCH.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The three models of the paper.
 const PAPER_MODELS: [&str; 3] = ["ff-ntm", "lstm-ntm", "lstm"];
@@ -41,6 +52,7 @@ fn inputs(steps: usize, batch: usize, width: usize, dtype: DType) -> Tensor {
 }
 
 fn gradient_check(kind: &str) {
+    let _path = same_path();
     let model = small(kind)
         .build(4, 3, 7, DType::F64, &Device::Cpu)
         .unwrap();
@@ -161,6 +173,7 @@ fn multi_head_parameter_counts_follow_the_formula() {
 
 #[test]
 fn same_seed_same_model_different_seed_different_model() {
+    let _path = same_path();
     let x = inputs(6, 3, 4, DType::F32);
     let run = |seed| -> Vec<f32> {
         let model = small("lstm-ntm")
@@ -293,12 +306,22 @@ fn configs_read_from_toml_and_reject_typos() {
 
 #[test]
 fn fused_and_unfused_memory_give_the_same_model() {
+    /// Switches the kernels back on when dropped, even if an assertion fails.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ntm::kernels::set_enabled(true);
+        }
+    }
+    let _exclusive = KERNEL_SWITCH.write().unwrap_or_else(|e| e.into_inner());
+    let _restore = Restore;
     let x = inputs(5, 2, 4, DType::F64);
     let weights = inputs(5, 2, 3, DType::F64);
     let run = |fused: bool| {
-        let mut config = small("lstm-ntm");
-        config.memory.options.insert("fused".into(), fused.into());
-        let model = config.build(4, 3, 3, DType::F64, &Device::Cpu).unwrap();
+        ntm::kernels::set_enabled(fused);
+        let model = small("lstm-ntm")
+            .build(4, 3, 3, DType::F64, &Device::Cpu)
+            .unwrap();
         let loss = (model.forward(&x).unwrap() * &weights)
             .unwrap()
             .sum_all()
@@ -321,6 +344,12 @@ fn fused_and_unfused_memory_give_the_same_model() {
         (loss.to_scalar::<f64>().unwrap(), flat)
     };
     let (fused, unfused) = (run(true), run(false));
+    assert!(!ntm::kernels::enabled());
+    // Two different computations ran: they agree to rounding, not to the last bit.
+    assert_ne!(
+        fused.1, unfused.1,
+        "switching the kernels off changed nothing"
+    );
     assert!((fused.0 - unfused.0).abs() < 1e-10);
     let worst = fused
         .1

@@ -1,250 +1,187 @@
-//! Fused CPU ops with analytic backward passes: the multi-head write, and a whole NTM memory
-//! step (interface activations, write-head addressing, erase and add, read-head addressing,
-//! reads) as a single graph node.
-//!
-//! The kernels take one batch element's memory column-major, `[M * N]` (see
-//! [`ntm_addressing::fused`]): every loop over the memory runs over the `N` rows of one column.
+//! A whole NTM memory step (interface activations, write-head addressing, erase and add,
+//! read-head addressing, reads) as a single graph node, over a flat state tensor; and the
+//! [`tail`] op through which the reads leave that tensor.
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
 use std::any::Any;
 use std::sync::Mutex;
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType,
-};
-use ntm_addressing::fused::{
-    dot, dot3, head_backward, head_forward, row_norms, slice, transpose, zeros, Dims, HeadCache,
-    Real,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
 use num_traits::Float;
 
-/// Multiplies the column-major memory `mem [M*N]` by the erase factors `1 - w_i e_j` of one
-/// head.
-fn apply_erase<T: Float>(mem: &mut [T], w: &[T], e: &[T]) {
-    for (col, &ej) in mem.chunks_exact_mut(w.len()).zip(e) {
-        for (x, &wi) in col.iter_mut().zip(w) {
-            *x = *x * (T::one() - wi * ej);
-        }
-    }
+use crate::address::{head_backward, head_forward, row_norms, Dims, HeadCache};
+use crate::real::{dot, sigmoid, zeros, Real};
+use crate::storage::{cpu_slice, slice, storage, tensor_vec};
+use crate::write::{write_append, write_one_backward};
+
+/// The fused NTM memory step, and the flat state tensor it runs on.
+///
+/// The memory has `rows x width` cells, `write_heads` write heads and `read_heads` read heads,
+/// each moving by up to `shifts / 2` rows per step. A state for `B` sequences is one flat
+/// tensor holding the memory (stored `[B, M, N]`: each batch element's memory column-major, the
+/// layout the kernels run fastest on), the weightings `[B, W + R, N]` (write heads first) and
+/// the read vectors `[B, R * M]`, one after the other: one graph node per step instead of a
+/// node per piece. [`MemoryStep::pack`] builds a state from its parts and
+/// [`MemoryStep::memory`], [`MemoryStep::weights`] and [`MemoryStep::reads`] take it apart, so
+/// no caller needs to know the layout.
+///
+/// The interface vector `[B, I]` is laid out by kind rather than by head: for the write heads,
+/// keys `[W*M]`, betas `[W]`, gates `[W]`, shifts `[W*S]`, gammas `[W]`, erase vectors `[W*M]`,
+/// add vectors `[W*M]`; then the same for the read heads without erase and add. The step
+/// applies the activations itself: keys and adds `tanh`, betas `softplus`, gates and erases
+/// `sigmoid`, shifts `softmax`, gammas `1 + softplus`. Each step, the write heads address the
+/// current memory and write (every head erases, then every head adds); the read heads then
+/// address and read the written memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStep {
+    /// Memory rows `N`.
+    pub rows: usize,
+    /// Width of a row `M`.
+    pub width: usize,
+    /// Read heads `R`.
+    pub read_heads: usize,
+    /// Write heads `W`.
+    pub write_heads: usize,
+    /// Shift offsets `S = 2r + 1`, odd and at most `rows`.
+    pub shifts: usize,
 }
 
-/// One batch element's write, in place on the column-major `mem [M*N]` (which holds the
-/// previous memory): `w [W*N]`, `ea [W*2M]` (erase then add per head).
-fn write_one<T: Float>(n: usize, m: usize, heads: usize, w: &[T], ea: &[T], mem: &mut [T]) {
-    for h in 0..heads {
-        apply_erase(mem, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m]);
-    }
-    for h in 0..heads {
-        let (w, add) = (&w[h * n..(h + 1) * n], &ea[h * 2 * m + m..(h + 1) * 2 * m]);
-        for (col, &aj) in mem.chunks_exact_mut(n).zip(add) {
-            for (x, &wi) in col.iter_mut().zip(w) {
-                *x = *x + wi * aj;
-            }
+impl MemoryStep {
+    fn dims(&self) -> StepDims {
+        StepDims {
+            n: self.rows,
+            m: self.width,
+            r: self.read_heads,
+            w: self.write_heads,
+            s: self.shifts,
         }
     }
-}
 
-/// [`write_one`] that appends the written memory to `out` instead of working in place: one
-/// pass over the previous memory for a single write head.
-fn write_append<T: Float>(
-    (n, m, heads): (usize, usize, usize),
-    mem: &[T],
-    w: &[T],
-    ea: &[T],
-    out: &mut Vec<T>,
-) {
-    if heads == 1 {
-        let (e, a) = ea.split_at(m);
-        for (col, (&ej, &aj)) in mem.chunks_exact(n).zip(e.iter().zip(a)) {
-            out.extend((col.iter().zip(w)).map(|(&x, &wi)| x * (T::one() - wi * ej) + wi * aj));
+    fn check(&self) -> candle_core::Result<()> {
+        if self.rows == 0 || self.width == 0 || self.shifts % 2 == 0 || self.shifts > self.rows {
+            candle_core::bail!(
+                "fused memory step: {} x {} memory with {} shifts (need rows and width >= 1, an odd shift count <= rows)",
+                self.rows,
+                self.width,
+                self.shifts
+            )
         }
-    } else {
-        let start = out.len();
-        out.extend_from_slice(mem);
-        write_one(n, m, heads, w, ea, &mut out[start..]);
+        Ok(())
     }
-}
 
-/// Backward of [`write_one`], in place: `g` holds the gradient of the written memory on entry
-/// and that of the previous memory on return; accumulates into `g_w` and `g_ea`.
-#[allow(clippy::too_many_arguments)]
-fn write_one_backward<T: Float>(
-    n: usize,
-    m: usize,
-    heads: usize,
-    mem: &[T],
-    w: &[T],
-    ea: &[T],
-    g: &mut [T],
-    g_w: &mut [T],
-    g_ea: &mut [T],
-) {
-    if heads == 1 {
-        return write_single_backward(m, mem, w, ea, g, g_w, g_ea);
+    /// Raw interface numbers per batch element.
+    pub fn interface_size(&self) -> usize {
+        self.dims().interface()
     }
-    // gm_h = g * M * prod_{h' != h} (1 - w_h' e_h'): the gradient reaching head h's factor.
-    let mut gm = zeros::<T>(n * m);
-    for h in 0..heads {
-        for ((x, &gk), &mk) in gm.iter_mut().zip(g.iter()).zip(mem) {
-            *x = gk * mk;
+
+    /// Elements of the flat state for `batch` sequences.
+    pub fn state_size(&self, batch: usize) -> usize {
+        self.dims().parts(batch).iter().sum()
+    }
+
+    /// The batch size of a flat state.
+    fn batch_of(&self, state: &Tensor) -> candle_core::Result<usize> {
+        self.check()?;
+        let per = self.state_size(1);
+        let len = state.dims1()?;
+        if per == 0 || len % per != 0 {
+            candle_core::bail!(
+                "fused memory step: a state of {len} elements, not a multiple of {per}"
+            )
         }
-        for other in (0..heads).filter(|&o| o != h) {
-            let e = &ea[other * 2 * m..other * 2 * m + m];
-            apply_erase(&mut gm, &w[other * n..(other + 1) * n], e);
-        }
-        let (e, a) = (
-            &ea[h * 2 * m..h * 2 * m + m],
-            &ea[h * 2 * m + m..(h + 1) * 2 * m],
-        );
-        let (wh, gwh) = (&w[h * n..(h + 1) * n], &mut g_w[h * n..(h + 1) * n]);
-        let (de, da) = g_ea[h * 2 * m..(h + 1) * 2 * m].split_at_mut(m);
-        let cols = gm.chunks_exact(n).zip(g.chunks_exact(n));
-        for (j, (gm_col, g_col)) in cols.enumerate() {
-            de[j] = de[j] - dot(gm_col, wh);
-            da[j] = da[j] + dot(g_col, wh);
-            for (gw, (&gv, &gmv)) in gwh.iter_mut().zip(g_col.iter().zip(gm_col)) {
-                *gw = *gw + gv * a[j] - gmv * e[j];
-            }
-        }
-    }
-    // dM = g * prod_h (1 - w_h e_h)
-    for h in 0..heads {
-        apply_erase(g, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m]);
-    }
-}
-
-fn storage<T: WithDType>(data: Vec<T>) -> CpuStorage {
-    T::to_cpu_storage_owned(data)
-}
-
-fn tensor_vec<T: WithDType>(t: &Tensor) -> candle_core::Result<Vec<T>> {
-    t.flatten_all()?.to_vec1::<T>()
-}
-
-/// The elements of a contiguous CPU tensor, borrowed from the storage guard `s`.
-fn cpu_slice<'a, T: WithDType>(s: &'a Storage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match s {
-        Storage::Cpu(cpu) => slice(cpu, l),
-        _ => candle_core::bail!("fused memory step: the tensors must live on the CPU"),
-    }
-}
-
-/// `(memory [B,N,M], weights [B,W,N], erase_add [B,W,2M])` to the written memory `[B,N,M]`,
-/// where `erase_add` holds each head's erase vector followed by its add vector.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FusedWrite;
-
-impl FusedWrite {
-    fn forward<T: Real>(
-        mem: &[T],
-        w: &[T],
-        ea: &[T],
-        (b, heads, n, m): (usize, usize, usize, usize),
-    ) -> Vec<T> {
-        // The kernels work column-major; the op's tensors are row-major.
-        let mem = transpose(mem, n, m);
-        let mut out = Vec::with_capacity(b * n * m);
-        for i in 0..b {
-            write_append(
-                (n, m, heads),
-                &mem[i * n * m..(i + 1) * n * m],
-                &w[i * heads * n..(i + 1) * heads * n],
-                &ea[i * heads * 2 * m..(i + 1) * heads * 2 * m],
-                &mut out,
-            );
-        }
-        transpose(&out, m, n)
+        Ok(len / per)
     }
 
-    fn backward<T: Real>(
-        t: [&Tensor; 4],
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, n, m) = t[0].dims3()?;
-        let heads = t[1].dim(1)?;
-        let (mem, w, ea) = (
-            transpose(&tensor_vec::<T>(t[0])?, n, m),
-            tensor_vec::<T>(t[1])?,
-            tensor_vec::<T>(t[2])?,
-        );
-        // The gradient of the written memory becomes that of the memory in place.
-        let mut g_mem = transpose(&tensor_vec::<T>(t[3])?, n, m);
-        let (mut g_w, mut g_ea) = (zeros::<T>(w.len()), zeros::<T>(ea.len()));
-        for i in 0..b {
-            let (mr, wr, er) = (
-                i * n * m..(i + 1) * n * m,
-                i * heads * n..(i + 1) * heads * n,
-                i * heads * 2 * m..(i + 1) * heads * 2 * m,
-            );
-            write_one_backward(
-                n,
-                m,
-                heads,
-                &mem[mr.clone()],
-                &w[wr.clone()],
-                &ea[er.clone()],
-                &mut g_mem[mr],
-                &mut g_w[wr],
-                &mut g_ea[er],
-            );
-        }
-        let dev = t[0].device();
-        Ok((
-            Some(Tensor::from_vec(transpose(&g_mem, m, n), (b, n, m), dev)?),
-            Some(Tensor::from_vec(g_w, (b, heads, n), dev)?),
-            Some(Tensor::from_vec(g_ea, (b, heads, 2 * m), dev)?),
-        ))
-    }
-}
-
-impl CustomOp3 for FusedWrite {
-    fn name(&self) -> &'static str {
-        "ntm-fused-write"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, n, m) = l1.shape().dims3()?;
-        let d = (b, l2.shape().dims3()?.1, n, m);
-        let out = match s1 {
-            CpuStorage::F32(_) => storage(Self::forward::<f32>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-                d,
-            )),
-            CpuStorage::F64(_) => storage(Self::forward::<f64>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-                d,
-            )),
-            _ => candle_core::bail!("fused write: only f32 and f64 are supported"),
-        };
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
+    /// The flat state holding `memory` `[B, N, M]`, the weightings `[B, W + R, N]` (write heads
+    /// first) and the reads `[B, R * M]`.
+    pub fn pack(
         &self,
         memory: &Tensor,
         weights: &Tensor,
-        erase_add: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let t = [memory, weights, erase_add, grad];
-        match memory.dtype() {
-            candle_core::DType::F32 => Self::backward::<f32>(t),
-            candle_core::DType::F64 => Self::backward::<f64>(t),
-            dt => candle_core::bail!("fused write: unsupported dtype {dt:?}"),
+        reads: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        self.check()?;
+        let d = self.dims();
+        let b = memory.dim(0)?;
+        for (name, t, want) in [
+            ("memory", memory, vec![b, d.n, d.m]),
+            ("weights", weights, vec![b, d.w + d.r, d.n]),
+            ("reads", reads, vec![b, d.r * d.m]),
+        ] {
+            if t.dims() != want.as_slice() {
+                candle_core::bail!(
+                    "memory state: {name} has shape {:?}, expected {want:?}",
+                    t.dims()
+                )
+            }
         }
+        Tensor::cat(
+            &[
+                memory.transpose(1, 2)?.flatten_all()?,
+                weights.flatten_all()?,
+                reads.flatten_all()?,
+            ],
+            0,
+        )
     }
+
+    /// The memory `[B, N, M]` of a flat state.
+    pub fn memory(&self, state: &Tensor) -> candle_core::Result<Tensor> {
+        let b = self.batch_of(state)?;
+        let [lm, ..] = self.dims().parts(b);
+        state
+            .narrow(0, 0, lm)?
+            .reshape((b, self.width, self.rows))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// The weightings `[B, W + R, N]` of a flat state: the write heads', then the read heads'.
+    pub fn weights(&self, state: &Tensor) -> candle_core::Result<Tensor> {
+        let b = self.batch_of(state)?;
+        let [lm, lw, _] = self.dims().parts(b);
+        state
+            .narrow(0, lm, lw)?
+            .reshape((b, self.write_heads + self.read_heads, self.rows))
+    }
+
+    /// The read vectors `[B, R * M]` of a flat state (through [`tail`] where the kernels run).
+    pub fn reads(&self, state: &Tensor) -> candle_core::Result<Tensor> {
+        let b = self.batch_of(state)?;
+        let [lm, lw, lr] = self.dims().parts(b);
+        let reads = if crate::runs_on(state) {
+            tail(state, lr)?
+        } else {
+            state.narrow(0, lm + lw, lr)?
+        };
+        reads.reshape((b, self.read_heads * self.width))
+    }
+
+    /// One step: the flat `state` and the raw `interface` `[B, I]` to the next flat state, as
+    /// one custom op that keeps its forward intermediates for its own backward pass. The
+    /// previous reads are not an input of the step (their gradient is zero). CPU only, `f32` or
+    /// `f64`; shapes that do not fit together are an error.
+    pub fn step(&self, state: &Tensor, interface: &Tensor) -> candle_core::Result<Tensor> {
+        let b = self.batch_of(state)?;
+        if interface.dims() != [b, self.interface_size()] {
+            candle_core::bail!(
+                "fused memory step: interface has shape {:?}, expected [{b}, {}]",
+                interface.dims(),
+                self.interface_size()
+            )
+        }
+        state
+            .contiguous()?
+            .apply_op2(&interface.contiguous()?, FusedStep::new(self.dims()))
+    }
+}
+
+/// The last `len` elements of `x`, flattened, as one custom op whose backward writes the
+/// gradient straight into a zero tensor of the input's size (`narrow`'s backward builds zero
+/// padding and then concatenates it with the gradient). CPU only, `f32` or `f64`; a `len` over
+/// the number of elements is an error.
+pub fn tail(x: &Tensor, len: usize) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Tail { len })
 }
 
 /// Sizes of an NTM memory step.
@@ -291,15 +228,6 @@ impl StepDims {
             b * (self.w + self.r) * self.n,
             b * self.r * self.m,
         ]
-    }
-}
-
-fn sigmoid<T: Float>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
     }
 }
 
@@ -375,7 +303,7 @@ fn activate<T: Real>(d: StepDims, sec: Section, raw: &[T]) -> Vec<T> {
 }
 
 /// Backward of [`activate`]: raw gradients from the activated ones, written into `d_raw`.
-fn activate_backward<T: Float>(
+fn activate_backward<T: Real>(
     d: StepDims,
     sec: Section,
     raw: &[T],
@@ -400,7 +328,7 @@ fn activate_backward<T: Float>(
 }
 
 /// Erase (sigmoid) and add (tanh) vectors of the write heads, `[W * 2M]`, erase then add per head.
-fn erase_add<T: Float>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
+fn erase_add<T: Real>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
     let (m, base) = (d.m, write.end(d));
     let mut ea = zeros::<T>(d.w * 2 * m);
     for h in 0..d.w {
@@ -495,34 +423,6 @@ fn step_one<T: Real>(
         written_norms,
         write_caches,
         read_caches,
-    }
-}
-
-/// [`write_one_backward`] for one write head, in one pass over the memory:
-/// `M' = M (1 - w e) + w a`, so `dM = g (1 - w e)`, `de_j = -sum_i g_ij M_ij w_i`,
-/// `da_j = sum_i g_ij w_i` and `dw_i = sum_j g_ij (a_j - M_ij e_j)`.
-fn write_single_backward<T: Float>(
-    m: usize,
-    mem: &[T],
-    w: &[T],
-    ea: &[T],
-    g: &mut [T],
-    g_w: &mut [T],
-    g_ea: &mut [T],
-) {
-    let n = w.len();
-    let (e, a) = ea.split_at(m);
-    let (de, da) = g_ea.split_at_mut(m);
-    let cols = mem.chunks_exact(n).zip(g.chunks_exact_mut(n));
-    for ((col, g_col), ((&ej, &aj), (dej, daj))) in
-        cols.zip(e.iter().zip(a).zip(de.iter_mut().zip(da)))
-    {
-        *dej = *dej - dot3(g_col, col, w);
-        *daj = *daj + dot(g_col, w);
-        for ((gv, gw), (&x, &wi)) in g_col.iter_mut().zip(g_w.iter_mut()).zip(col.iter().zip(w)) {
-            *gw = *gw + *gv * (aj - x * ej);
-            *gv = *gv * (T::one() - wi * ej);
-        }
     }
 }
 
@@ -761,7 +661,13 @@ impl CustomOp2 for FusedStep {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let b = l2.shape().dims2()?.0;
+        let (b, width) = l2.shape().dims2()?;
+        if width != self.dims.interface() {
+            candle_core::bail!(
+                "fused memory step: interface has {width} entries, expected {}",
+                self.dims.interface()
+            )
+        }
         let total: usize = self.dims.parts(b).iter().sum();
         if l1.shape().elem_count() != total {
             candle_core::bail!(
@@ -786,8 +692,8 @@ impl CustomOp2 for FusedStep {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let t = [state, interface, res, grad];
         match state.dtype() {
-            candle_core::DType::F32 => self.backward::<f32>(t),
-            candle_core::DType::F64 => self.backward::<f64>(t),
+            DType::F32 => self.backward::<f32>(t),
+            DType::F64 => self.backward::<f64>(t),
             dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
         }
     }
@@ -829,8 +735,8 @@ impl CustomOp1 for Tail {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         match x.dtype() {
-            candle_core::DType::F32 => self.backward::<f32>(x, grad).map(Some),
-            candle_core::DType::F64 => self.backward::<f64>(x, grad).map(Some),
+            DType::F32 => self.backward::<f32>(x, grad).map(Some),
+            DType::F64 => self.backward::<f64>(x, grad).map(Some),
             dt => candle_core::bail!("tail: unsupported dtype {dt:?}"),
         }
     }
@@ -838,8 +744,8 @@ impl CustomOp1 for Tail {
 
 #[cfg(test)]
 mod tests {
-    use super::Tail;
-    use candle_core::{Device, Tensor, Var};
+    use super::{tail, MemoryStep};
+    use candle_core::{DType, Device, Tensor, Var};
 
     #[test]
     fn tail_matches_narrow_in_value_and_gradient() {
@@ -851,7 +757,7 @@ mod tests {
             let gx: Vec<f64> = g.get(x.as_tensor()).unwrap().to_vec1().unwrap();
             (y.to_vec1::<f64>().unwrap(), gx)
         };
-        let tail = run(x.as_tensor().apply_op1(Tail { len: 3 }).unwrap());
+        let tail = run(tail(x.as_tensor(), 3).unwrap());
         let narrow = run(x.as_tensor().narrow(0, 4, 3).unwrap());
         assert_eq!(tail.0, vec![-5.0, 6.0, 7.0]);
         assert_eq!(tail.1, vec![0.0, 0.0, 0.0, 0.0, 2.0, -3.0, 0.5]);
@@ -861,6 +767,21 @@ mod tests {
     #[test]
     fn a_tail_longer_than_its_input_is_an_error() {
         let x = Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap();
-        assert!(x.apply_op1(Tail { len: 3 }).is_err());
+        assert!(tail(&x, 3).is_err());
+    }
+
+    #[test]
+    fn bad_step_sizes_are_errors() {
+        let state = Tensor::zeros(100, DType::F32, &Device::Cpu).unwrap();
+        for (rows, width, shifts) in [(0, 2, 1), (4, 0, 1), (4, 2, 2), (2, 2, 3)] {
+            let step = MemoryStep {
+                rows,
+                width,
+                read_heads: 1,
+                write_heads: 1,
+                shifts,
+            };
+            assert!(step.memory(&state).is_err(), "{step:?}");
+        }
     }
 }

@@ -1,0 +1,301 @@
+//! Each op of the public API against a composition of candle operations, in value and
+//! gradient (f64), and its error paths. The domain crates hold the agreement tests against
+//! their own reference paths and the finite-difference checks.
+
+use candle_core::{DType, Device, Tensor, Var};
+use ntm_kernels::{add_bias, address, clip, lstm_cell, write, MemoryStep};
+
+/// Deterministic values in `[-scale, scale)`: a Weyl sequence.
+fn values(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+    let count: usize = shape.iter().product();
+    let data: Vec<f64> = (0..count)
+        .map(|i| {
+            let x = (i as u64 + 1)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+fn var(shape: &[usize], seed: u64) -> Var {
+    Var::from_tensor(&values(shape, seed, 1.0)).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// The value of `loss` and its gradients with respect to `vars`, for two implementations.
+fn compare(vars: &[Var], loss: impl Fn(bool) -> Tensor, tol: f64) {
+    let (fused, reference) = (loss(true), loss(false));
+    assert!(max_diff(&fused, &reference) < tol, "values differ");
+    let (gf, gr) = (fused.backward().unwrap(), reference.backward().unwrap());
+    for (i, v) in vars.iter().enumerate() {
+        let (a, b) = (
+            gf.get(v.as_tensor()).unwrap(),
+            gr.get(v.as_tensor()).unwrap(),
+        );
+        assert!(
+            max_diff(a, b) < tol,
+            "gradient {i} differs by {}",
+            max_diff(a, b)
+        );
+    }
+}
+
+/// A scalar that weighs every element of `t` differently.
+fn project(t: &Tensor, seed: u64) -> Tensor {
+    (t * values(t.dims(), seed, 1.0))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+}
+
+#[test]
+fn add_bias_and_clip_match_broadcast_add_and_clamp() {
+    let x = Var::from_tensor(&values(&[4, 5], 1, 3.0)).unwrap();
+    let bias = var(&[5], 2);
+    compare(
+        &[x.clone(), bias.clone()],
+        |fused| {
+            let y = if fused {
+                clip(&add_bias(x.as_tensor(), bias.as_tensor()).unwrap(), 2.0).unwrap()
+            } else {
+                x.as_tensor()
+                    .broadcast_add(bias.as_tensor())
+                    .unwrap()
+                    .clamp(-2.0, 2.0)
+                    .unwrap()
+            };
+            project(&y, 3)
+        },
+        1e-12,
+    );
+    // Some entries are clipped, so the zero gradient is exercised.
+    let sum = add_bias(x.as_tensor(), bias.as_tensor()).unwrap();
+    let clipped = clip(&sum, 2.0).unwrap();
+    assert!(max_diff(&sum, &clipped) > 0.1);
+}
+
+#[test]
+fn add_bias_takes_strided_inputs_and_rejects_a_bias_of_another_width() {
+    let x = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu).unwrap();
+    let bias = Tensor::new(&[10f32, 20.0, 30.0], &Device::Cpu).unwrap();
+    let y: Vec<Vec<f32>> = add_bias(&x.t().unwrap(), &bias).unwrap().to_vec2().unwrap();
+    assert_eq!(y, vec![vec![11.0, 23.0, 35.0], vec![12.0, 24.0, 36.0]]);
+    assert!(add_bias(&x, &bias).is_err());
+    assert!(add_bias(
+        &x.to_dtype(DType::F64).unwrap(),
+        &bias.narrow(0, 0, 2).unwrap()
+    )
+    .is_err());
+}
+
+#[test]
+fn lstm_cell_matches_its_composition() {
+    let z = Var::from_tensor(&values(&[3, 4 * 5], 4, 4.0)).unwrap();
+    let c = var(&[3, 5], 5);
+    compare(
+        &[z.clone(), c.clone()],
+        |fused| {
+            let (h, c_next) = if fused {
+                lstm_cell(z.as_tensor(), c.as_tensor()).unwrap()
+            } else {
+                let (z, c) = (z.as_tensor(), c.as_tensor());
+                let sig = |t: Tensor| (t.neg().unwrap().exp().unwrap() + 1.0).unwrap().recip();
+                let gate = |k: usize| z.narrow(1, k * 5, 5).unwrap();
+                let (i, f, o) = (
+                    sig(gate(0)).unwrap(),
+                    sig(gate(1)).unwrap(),
+                    sig(gate(3)).unwrap(),
+                );
+                let c_next = ((f * c).unwrap() + (i * gate(2).tanh().unwrap()).unwrap()).unwrap();
+                ((o * c_next.tanh().unwrap()).unwrap(), c_next)
+            };
+            (project(&h, 6) + project(&c_next, 7)).unwrap()
+        },
+        1e-12,
+    );
+    // A strided cell state (a column block of a wider matrix) reads the same numbers.
+    let wide = values(&[3, 9], 8, 1.0);
+    let c = wide.narrow(1, 2, 5).unwrap();
+    let (h1, c1) = lstm_cell(z.as_tensor(), &c).unwrap();
+    let (h2, c2) = lstm_cell(z.as_tensor(), &c.contiguous().unwrap()).unwrap();
+    assert_eq!(max_diff(&h1, &h2) + max_diff(&c1, &c2), 0.0);
+    assert!(lstm_cell(z.as_tensor(), &values(&[3, 4], 9, 1.0)).is_err());
+    assert!(lstm_cell(&values(&[3, 0], 9, 1.0), &values(&[3, 0], 9, 1.0)).is_err());
+}
+
+#[test]
+fn write_matches_erase_then_add() {
+    for heads in [1, 3] {
+        let (b, n, m) = (2, 5, 3);
+        let memory = var(&[b, n, m], 10);
+        let weights = var(&[b, heads, n], 11);
+        let erase = var(&[b, heads, m], 12);
+        let add = var(&[b, heads, m], 13);
+        let vars = [memory.clone(), weights.clone(), erase.clone(), add.clone()];
+        compare(
+            &vars,
+            |fused| {
+                let (mem, w, e, a) = (
+                    memory.as_tensor(),
+                    weights.as_tensor(),
+                    erase.as_tensor(),
+                    add.as_tensor(),
+                );
+                let out = if fused {
+                    write(mem, w, e, a).unwrap()
+                } else {
+                    let w_t = w.transpose(1, 2).unwrap().contiguous().unwrap();
+                    let mut kept = mem.clone();
+                    for h in 0..heads {
+                        let outer = w_t
+                            .narrow(2, h, 1)
+                            .unwrap()
+                            .matmul(&e.narrow(1, h, 1).unwrap())
+                            .unwrap();
+                        kept = (&kept - (&kept * outer).unwrap()).unwrap();
+                    }
+                    (kept + w_t.matmul(a).unwrap()).unwrap()
+                };
+                project(&out, 14)
+            },
+            1e-12,
+        );
+    }
+    let memory = values(&[2, 5, 3], 1, 1.0);
+    let w = values(&[2, 1, 5], 2, 1.0);
+    let e = values(&[2, 1, 3], 3, 1.0);
+    assert!(write(&memory, &w, &e, &values(&[2, 1, 4], 4, 1.0)).is_err());
+    assert!(write(&memory, &values(&[2, 1, 4], 5, 1.0), &e, &e).is_err());
+}
+
+/// Packed parameters `[B, H, M + S + 3]` of heads with the given keys, beta 50, gate 1, a
+/// one-hot shift at `offset` of `-1..=1`, gamma 1.
+fn packed(keys: &Tensor, offset: usize) -> Tensor {
+    let (b, h, _) = keys.dims3().unwrap();
+    let ones = Tensor::ones((b, h, 1), DType::F64, &Device::Cpu).unwrap();
+    let mut shift = vec![0f64; 3];
+    shift[offset] = 1.0;
+    let shift = Tensor::new(shift.as_slice(), &Device::Cpu)
+        .unwrap()
+        .reshape((1, 1, 3))
+        .unwrap()
+        .broadcast_as((b, h, 3))
+        .unwrap();
+    Tensor::cat(&[keys, &(&ones * 50.0).unwrap(), &ones, &shift, &ones], 2).unwrap()
+}
+
+#[test]
+fn address_focuses_on_the_key_and_shifts() {
+    // Rows are the four unit directions of the plane; the keys point at rows 1 and 3.
+    let memory = Tensor::new(
+        &[[[1f64, 0.], [0., 1.], [-1., 0.], [0., -1.]]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let keys = Tensor::new(&[[[0f64, 1.], [0., -1.]]], &Device::Cpu).unwrap();
+    let previous = Tensor::full(0.25f64, (1, 2, 4), &Device::Cpu).unwrap();
+    for (offset, rows) in [(1, [1, 3]), (2, [2, 0]), (0, [0, 2])] {
+        let w: Vec<Vec<f64>> = address(&memory, &packed(&keys, offset), &previous)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        for (head, &row) in rows.iter().enumerate() {
+            assert!(w[head][row] > 0.99, "offset {offset}, head {head}: {w:?}");
+            assert!((w[head].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+    // Shapes that do not fit are errors, not panics.
+    let params = packed(&keys, 1);
+    assert!(address(
+        &memory,
+        &params,
+        &Tensor::ones((1, 2, 5), DType::F64, &Device::Cpu).unwrap()
+    )
+    .is_err());
+    assert!(address(&memory, &params.narrow(2, 0, 5).unwrap(), &previous).is_err());
+    let even = Tensor::cat(&[&params, &params.narrow(2, 0, 1).unwrap()], 2).unwrap();
+    assert!(address(&memory, &even, &previous).is_err());
+    assert!(address(&memory.to_dtype(DType::F32).unwrap(), &params, &previous).is_err());
+}
+
+fn step_sizes() -> MemoryStep {
+    MemoryStep {
+        rows: 6,
+        width: 3,
+        read_heads: 2,
+        write_heads: 2,
+        shifts: 3,
+    }
+}
+
+#[test]
+fn a_packed_state_comes_apart_into_its_parts() {
+    let step = step_sizes();
+    let memory = values(&[2, 6, 3], 20, 1.0);
+    let weights = values(&[2, 4, 6], 21, 1.0);
+    let reads = values(&[2, 6], 22, 1.0);
+    let state = step.pack(&memory, &weights, &reads).unwrap();
+    assert_eq!(state.dims(), &[step.state_size(2)]);
+    assert_eq!(max_diff(&step.memory(&state).unwrap(), &memory), 0.0);
+    assert_eq!(max_diff(&step.weights(&state).unwrap(), &weights), 0.0);
+    assert_eq!(max_diff(&step.reads(&state).unwrap(), &reads), 0.0);
+    assert!(step
+        .pack(&memory, &weights, &values(&[2, 5], 23, 1.0))
+        .is_err());
+    assert!(step.memory(&state.narrow(0, 1, 50).unwrap()).is_err());
+}
+
+#[test]
+fn a_memory_step_gives_distributions_and_rejects_a_wrong_interface() {
+    let step = step_sizes();
+    let uniform = Tensor::full(1.0 / 6.0, (2, 4, 6), &Device::Cpu).unwrap();
+    let state = step
+        .pack(
+            &values(&[2, 6, 3], 30, 1.0),
+            &uniform,
+            &values(&[2, 6], 31, 1.0),
+        )
+        .unwrap();
+    let interface = values(&[2, step.interface_size()], 32, 2.0);
+    let next = step.step(&state, &interface).unwrap();
+    let sums: Vec<f64> = step
+        .weights(&next)
+        .unwrap()
+        .sum(2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-12), "{sums:?}");
+    // The reads are the read weightings times the written memory.
+    let (memory, weights) = (step.memory(&next).unwrap(), step.weights(&next).unwrap());
+    let reads = weights
+        .narrow(1, 2, 2)
+        .unwrap()
+        .matmul(&memory)
+        .unwrap()
+        .reshape((2, 6))
+        .unwrap();
+    assert!(max_diff(&reads, &step.reads(&next).unwrap()) < 1e-12);
+    let wide = values(&[2, step.interface_size() + 1], 33, 1.0);
+    assert!(step.step(&state, &wide).is_err());
+}
