@@ -65,8 +65,18 @@ struct Cli {
     /// Device: `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
+    /// `fused` runs the CPU kernels; `reference` the composition of candle operations they are
+    /// tested against (the same function, slower), for comparisons.
+    #[arg(long, global = true, value_enum, default_value_t = Kernels::Fused)]
+    kernels: Kernels,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kernels {
+    Fused,
+    Reference,
 }
 
 #[derive(Subcommand)]
@@ -359,6 +369,7 @@ fn show(args: ShowArgs, dev: &Device) -> Result<()> {
 
 fn run(cli: Cli, threads: usize) -> Result<()> {
     let dev = device(&cli.device)?;
+    ntm::kernels::set_enabled(cli.kernels == Kernels::Fused);
     match cli.command {
         Command::Train(a) => train(a, &dev),
         Command::Eval(a) => eval(a, &dev),

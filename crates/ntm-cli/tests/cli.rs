@@ -209,3 +209,33 @@ fn print_config_shows_the_embedded_default() {
         "{text}"
     );
 }
+
+#[test]
+fn the_reference_kernels_train_the_same_model_and_any_controller_pairs_with_the_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let val_loss = |dir: &Path| -> f64 {
+        let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+        summary["val_loss"].as_f64().unwrap()
+    };
+    let (fused, reference) = (tmp.path().join("fused"), tmp.path().join("reference"));
+    assert!(train_tiny(&fused, &[]).status.success());
+    assert!(train_tiny(&reference, &["--kernels", "reference"])
+        .status
+        .success());
+    let (a, b) = (val_loss(&fused), val_loss(&reference));
+    assert!((a - b).abs() < 1e-3 * a.abs(), "fused {a}, reference {b}");
+
+    let gru = tmp.path().join("gru");
+    let mut args = vec!["train", "--task", "copy", "--model", "gru-ntm"];
+    args.extend(["--out", gru.to_str().unwrap()]);
+    args.extend(TINY);
+    let out = ntm(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(gru.join("config.toml")).unwrap();
+    assert!(config.contains("kind = \"gru\""), "{config}");
+    assert_clean_failure(
+        &ntm(&["train", "--task", "copy", "--model", "rnn-ntm"]),
+        "rnn-ntm",
+    );
+}
