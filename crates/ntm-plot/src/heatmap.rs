@@ -1,8 +1,15 @@
-//! Stacked heatmap panels rendered to PNG.
+//! Stacked heatmap panels rendered to PNG with plotters' bitmap backend.
 
 use std::path::Path;
 
-use crate::{colormap, font, PlotError};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::axis::{fmt_plain, Cells};
+use crate::error::draw_err;
+use crate::raster::Raster;
+use crate::{font, PlotError};
 
 /// Largest width, in pixels, of a rendered figure.
 pub const MAX_WIDTH: usize = 4000;
@@ -13,16 +20,36 @@ pub const MAX_HEIGHT: usize = 8000;
 pub const DEFAULT_CELL: usize = 6;
 
 const MARGIN: usize = 10;
-const FONT_SCALE: usize = 2;
-const TITLE_H: usize = font::GLYPH_H * FONT_SCALE;
-const TITLE_GAP: usize = 4;
-const PANEL_GAP: usize = 12;
-/// Width of the frame drawn around each heatmap.
-const FRAME: usize = 1;
+/// Height of the band above each heatmap holding its title and colour key.
+const TITLE_H: usize = 24;
+/// Width of the row-index labels left of each heatmap.
+const Y_LABEL_W: usize = 40;
+/// Height of the time-step labels under each heatmap.
+const X_LABEL_H: usize = 22;
+/// Extra height under the last panel for the x axis title.
+const X_DESC_H: usize = 18;
+const PANEL_GAP: usize = 8;
+/// Room right of the widest heatmap for its last tick label.
+const RIGHT_PAD: usize = 16;
+/// Width of the colour key's gradient.
+const KEY_W: usize = 80;
+/// Height of the colour key's gradient.
+const KEY_H: usize = 10;
+/// Gap between a key label and the gradient.
+const KEY_PAD: usize = 5;
+/// Least gap between a title and its colour key.
+const KEY_GAP: usize = 16;
+/// Least pixels per time-step label and per row label.
+const X_LABEL_SPACING: usize = 36;
+const Y_LABEL_SPACING: usize = 30;
 
-const BACKGROUND: [u8; 3] = [255, 255, 255];
-const TEXT: [u8; 3] = [34, 34, 34];
-const FRAME_COLOUR: [u8; 3] = [150, 150, 150];
+const TITLE_SIZE: f64 = 18.0;
+const LABEL_SIZE: f64 = 14.0;
+const X_DESC: &str = "time step";
+
+const BACKGROUND: RGBColor = WHITE;
+const INK: RGBColor = RGBColor(34, 34, 34);
+const FRAME: RGBColor = RGBColor(120, 120, 120);
 
 /// A matrix shown as a heatmap.
 ///
@@ -139,8 +166,9 @@ impl Panel {
     }
 }
 
-/// Vertically stacked heatmap panels, each with its title above it,
-/// aligned to the left edge.
+/// Vertically stacked heatmap panels, each with its title and a colour key
+/// of its value range above it, row indices on the left and time steps
+/// below; the last panel's time axis is titled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
     /// Panels from top to bottom.
@@ -162,12 +190,14 @@ impl Default for Figure {
 /// Where a panel lands in the image.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PanelPos {
-    /// Top of the title text.
+    /// Top of the title band.
     pub title_y: usize,
     /// Left of cell (0, 0).
     pub heat_x: usize,
     /// Top of cell (0, 0).
     pub heat_y: usize,
+    /// Left of the colour key's gradient; its top is centred in the title band.
+    pub key_x: usize,
 }
 
 /// Pixel layout of a figure.
@@ -177,6 +207,26 @@ pub(crate) struct Layout {
     pub height: usize,
     pub cell: usize,
     pub panels: Vec<PanelPos>,
+}
+
+/// Colour of a value normalised to `0..=1` (clamped; non-finite is 0).
+pub(crate) fn colour(t: f64) -> RGBColor {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    ViridisRGB::get_color(t)
+}
+
+/// The labels of a panel's colour key.
+fn key_labels(lo: f32, hi: f32) -> (String, String) {
+    (fmt_plain(f64::from(lo)), fmt_plain(f64::from(hi)))
+}
+
+/// Top of the colour key's gradient in a title band starting at `title_y`.
+fn key_top(title_y: usize) -> usize {
+    title_y + (TITLE_H - KEY_H) / 2
 }
 
 impl Figure {
@@ -198,8 +248,9 @@ impl Figure {
         self.panels.iter().map(Panel::validate).collect()
     }
 
-    /// Computes the layout; the panels must already be validated.
-    pub(crate) fn layout(&self) -> Result<Layout, PlotError> {
+    /// Computes the layout; the panels must already be validated and the
+    /// font registered.
+    pub(crate) fn layout(&self, ranges: &[(f32, f32)]) -> Result<Layout, PlotError> {
         let n = self.panels.len();
         let max_cols = self.panels.iter().map(|p| p.cols).max().unwrap_or(0).max(1);
         let total_rows = self
@@ -207,11 +258,11 @@ impl Figure {
             .iter()
             .fold(0usize, |acc, p| acc.saturating_add(p.rows))
             .max(1);
-        let per_panel = TITLE_H + TITLE_GAP + 2 * FRAME;
-        let overhead_h = (2 * MARGIN)
-            .saturating_add(n.saturating_mul(per_panel))
+        let heat_x = MARGIN + Y_LABEL_W;
+        let overhead_w = heat_x + RIGHT_PAD;
+        let overhead_h = (2 * MARGIN + X_DESC_H)
+            .saturating_add(n.saturating_mul(TITLE_H + X_LABEL_H))
             .saturating_add((n - 1).saturating_mul(PANEL_GAP));
-        let overhead_w = 2 * MARGIN + 2 * FRAME;
 
         let fit_w = MAX_WIDTH.saturating_sub(overhead_w) / max_cols;
         let fit_h = MAX_HEIGHT.saturating_sub(overhead_h) / total_rows;
@@ -225,77 +276,67 @@ impl Figure {
             });
         }
 
-        let heat_w = max_cols * cell + 2 * FRAME;
-        let title_w = self
-            .panels
-            .iter()
-            .map(|p| font::text_width(&p.title, FONT_SCALE))
-            .max()
-            .unwrap_or(0);
-        let width = (heat_w.max(title_w) + 2 * MARGIN).min(MAX_WIDTH);
-
         let mut y = MARGIN;
+        let mut content_w = 0usize;
         let mut panels = Vec::with_capacity(n);
-        for (i, p) in self.panels.iter().enumerate() {
+        for (i, (p, &(lo, hi))) in self.panels.iter().zip(ranges).enumerate() {
             if i > 0 {
                 y += PANEL_GAP;
             }
-            let title_y = y;
-            y += TITLE_H + TITLE_GAP;
+            let title_w = font::text_width(&font::clean(&p.title), TITLE_SIZE, FontStyle::Bold)?;
+            let (lo_label, hi_label) = key_labels(lo, hi);
+            let key_lo_w = font::text_width(&lo_label, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
+            let key_hi_w = font::text_width(&hi_label, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
+            let heat_w = p.cols * cell;
+            // The key ends at the heatmap's right edge unless the title needs the room.
+            let key_end = heat_w.max(title_w.saturating_add(KEY_GAP + key_lo_w + KEY_W + key_hi_w));
+            content_w = content_w.max(key_end);
             panels.push(PanelPos {
-                title_y,
-                heat_x: MARGIN + FRAME,
-                heat_y: y + FRAME,
+                title_y: y,
+                heat_x,
+                heat_y: y + TITLE_H,
+                key_x: heat_x + key_end - key_hi_w - KEY_W,
             });
-            y += p.rows * cell + 2 * FRAME;
+            y += TITLE_H + p.rows * cell + X_LABEL_H;
         }
         Ok(Layout {
-            width,
-            height: y + MARGIN,
+            width: heat_x
+                .saturating_add(content_w)
+                .saturating_add(RIGHT_PAD)
+                .min(MAX_WIDTH),
+            height: y + X_DESC_H + MARGIN,
             cell,
             panels,
         })
     }
 
-    /// Renders the figure to an RGB pixel buffer (row-major, 3 bytes per pixel).
+    /// Renders the figure into an RGB pixel buffer (row-major, 3 bytes per
+    /// pixel) and returns it with its layout.
     pub(crate) fn render_rgb(&self) -> Result<(Layout, Vec<u8>), PlotError> {
         let ranges = self.validate()?;
-        let layout = self.layout()?;
-        let mut canvas = Canvas::new(layout.width, layout.height);
-        let cell = layout.cell;
-        for ((panel, pos), &(lo, hi)) in self.panels.iter().zip(&layout.panels).zip(&ranges) {
-            font::for_each_pixel(
-                &panel.title,
-                MARGIN,
-                pos.title_y,
-                FONT_SCALE,
-                layout.width,
-                |x, y| canvas.set(x, y, TEXT),
-            );
-            let w = panel.cols * cell;
-            let h = panel.rows * cell;
-            canvas.frame(
-                pos.heat_x - FRAME,
-                pos.heat_y - FRAME,
-                w + 2 * FRAME,
-                h + 2 * FRAME,
-            );
-            let span = hi - lo;
-            for r in 0..panel.rows {
-                for c in 0..panel.cols {
-                    let v = panel.values[r * panel.cols + c];
-                    let t = if span > 0.0 { (v - lo) / span } else { 0.5 };
-                    canvas.fill(
-                        pos.heat_x + c * cell,
-                        pos.heat_y + r * cell,
-                        cell,
-                        cell,
-                        colormap::ramp(t),
-                    );
-                }
+        font::ensure_registered()?;
+        let layout = self.layout(&ranges)?;
+        let mut rgb = vec![255u8; layout.width * layout.height * 3];
+        {
+            // Both dimensions are capped far below u32::MAX.
+            let size = (layout.width as u32, layout.height as u32);
+            let backend = Raster::new(&mut rgb, size)
+                .ok_or_else(|| PlotError::Draw("pixel buffer too small".into()))?;
+            let root = backend.into_drawing_area();
+            root.fill(&BACKGROUND).map_err(draw_err)?;
+            let last = self.panels.len() - 1;
+            for (i, ((panel, pos), &range)) in self
+                .panels
+                .iter()
+                .zip(&layout.panels)
+                .zip(&ranges)
+                .enumerate()
+            {
+                draw_panel(&root, panel, pos, layout.cell, range, i == last)?;
             }
+            root.present().map_err(draw_err)?;
         }
-        Ok((layout, canvas.data))
+        Ok((layout, rgb))
     }
 
     /// Renders the figure as PNG file bytes.
@@ -307,7 +348,6 @@ impl Figure {
         let (layout, rgb) = self.render_rgb()?;
         let mut out = Vec::new();
         {
-            // Both dimensions are capped far below u32::MAX.
             let mut encoder =
                 png::Encoder::new(&mut out, layout.width as u32, layout.height as u32);
             encoder.set_color(png::ColorType::Rgb);
@@ -327,54 +367,121 @@ impl Figure {
     }
 }
 
-/// An RGB image filled with the background colour.
-struct Canvas {
-    width: usize,
-    height: usize,
-    data: Vec<u8>,
-}
+/// Draws one panel: title, colour key, cells, axes and tick labels.
+fn draw_panel<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    pos: &PanelPos,
+    cell: usize,
+    (lo, hi): (f32, f32),
+    last: bool,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let px = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+    let label_style = font::regular(LABEL_SIZE).color(&INK);
 
-impl Canvas {
-    fn new(width: usize, height: usize) -> Self {
-        let mut data = Vec::with_capacity(width * height * 3);
-        for _ in 0..width * height {
-            data.extend_from_slice(&BACKGROUND);
-        }
-        Self {
-            width,
-            height,
-            data,
-        }
-    }
+    // Title, vertically centred in its band.
+    let title_style = font::bold(TITLE_SIZE)
+        .color(&INK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    root.draw(&Text::new(
+        font::clean(&panel.title),
+        (px(pos.heat_x), px(pos.title_y + TITLE_H / 2)),
+        title_style,
+    ))
+    .map_err(draw_err)?;
 
-    fn set(&mut self, x: usize, y: usize, rgb: [u8; 3]) {
-        if x < self.width && y < self.height {
-            let i = (y * self.width + x) * 3;
-            self.data[i..i + 3].copy_from_slice(&rgb);
-        }
+    // Colour key: `lo [gradient] hi`.
+    let (kx, ky) = (px(pos.key_x), px(key_top(pos.title_y)));
+    let (kw, kh) = (px(KEY_W), px(KEY_H));
+    for x in 0..kw {
+        root.draw(&Rectangle::new(
+            [(kx + x, ky), (kx + x + 1, ky + kh)],
+            colour((f64::from(x) + 0.5) / f64::from(kw)).filled(),
+        ))
+        .map_err(draw_err)?;
     }
+    root.draw(&Rectangle::new(
+        [(kx - 1, ky - 1), (kx + kw, ky + kh)],
+        FRAME,
+    ))
+    .map_err(draw_err)?;
+    let (lo_label, hi_label) = key_labels(lo, hi);
+    let mid = ky + kh / 2;
+    root.draw(&Text::new(
+        lo_label,
+        (kx - px(KEY_PAD), mid),
+        label_style.pos(Pos::new(HPos::Right, VPos::Center)),
+    ))
+    .map_err(draw_err)?;
+    root.draw(&Text::new(
+        hi_label,
+        (kx + kw + px(KEY_PAD), mid),
+        label_style.pos(Pos::new(HPos::Left, VPos::Center)),
+    ))
+    .map_err(draw_err)?;
 
-    fn fill(&mut self, x: usize, y: usize, w: usize, h: usize, rgb: [u8; 3]) {
-        let x_end = x.saturating_add(w).min(self.width);
-        let y_end = y.saturating_add(h).min(self.height);
-        for yy in y.min(y_end)..y_end {
-            for xx in x.min(x_end)..x_end {
-                let i = (yy * self.width + xx) * 3;
-                self.data[i..i + 3].copy_from_slice(&rgb);
-            }
-        }
-    }
+    // The heatmap with its axes: the area left of and under the cells holds
+    // the tick labels, so the plotting area is exactly the cells.
+    let (heat_w, heat_h) = (panel.cols * cell, panel.rows * cell);
+    let x_label_h = X_LABEL_H + if last { X_DESC_H } else { 0 };
+    let area = root.clone().shrink(
+        (px(pos.heat_x - Y_LABEL_W), px(pos.heat_y)),
+        (px(Y_LABEL_W + heat_w), px(heat_h + x_label_h)),
+    );
+    let mut chart = ChartBuilder::on(&area)
+        .x_label_area_size(px(x_label_h))
+        .y_label_area_size(px(Y_LABEL_W))
+        .build_cartesian_2d(
+            Cells {
+                n: panel.cols,
+                flip: false,
+            },
+            Cells {
+                n: panel.rows,
+                flip: true,
+            },
+        )
+        .map_err(draw_err)?;
 
-    /// A one-pixel outline of the rectangle.
-    fn frame(&mut self, x: usize, y: usize, w: usize, h: usize) {
-        if w == 0 || h == 0 {
-            return;
-        }
-        self.fill(x, y, w, 1, FRAME_COLOUR);
-        self.fill(x, y + h - 1, w, 1, FRAME_COLOUR);
-        self.fill(x, y, 1, h, FRAME_COLOUR);
-        self.fill(x + w - 1, y, 1, h, FRAME_COLOUR);
+    let span = f64::from(hi) - f64::from(lo);
+    let cols = panel.cols;
+    chart
+        .draw_series(panel.values.iter().enumerate().map(|(i, &v)| {
+            let (r, c) = ((i / cols) as f64, (i % cols) as f64);
+            let t = if span > 0.0 {
+                (f64::from(v) - f64::from(lo)) / span
+            } else {
+                0.5
+            };
+            Rectangle::new([(c, r), (c + 1.0, r + 1.0)], colour(t).filled())
+        }))
+        .map_err(draw_err)?;
+
+    let mut mesh = chart.configure_mesh();
+    mesh.disable_mesh()
+        .x_labels((heat_w / X_LABEL_SPACING).max(1))
+        .y_labels((heat_h / Y_LABEL_SPACING).max(2))
+        .label_style(label_style.clone())
+        .axis_desc_style(font::regular(LABEL_SIZE + 1.0).color(&INK))
+        .axis_style(FRAME)
+        .set_all_tick_mark_size(3);
+    if last {
+        mesh.x_desc(X_DESC);
     }
+    mesh.draw().map_err(draw_err)?;
+
+    // Close the frame along the top and right edges.
+    let (x0, y0) = (px(pos.heat_x), px(pos.heat_y));
+    let (x1, y1) = (x0 + px(heat_w), y0 + px(heat_h));
+    root.draw(&PathElement::new(
+        vec![(x0 - 1, y0 - 1), (x1, y0 - 1), (x1, y1)],
+        FRAME,
+    ))
+    .map_err(draw_err)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -388,15 +495,15 @@ mod tests {
     }
 
     impl Decoded {
-        fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        fn pixel(&self, x: usize, y: usize) -> RGBColor {
             let i = (y * self.width + x) * 3;
-            [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+            RGBColor(self.rgb[i], self.rgb[i + 1], self.rgb[i + 2])
         }
 
-        /// Non-background pixels in rows `y0..y1`.
-        fn ink(&self, y0: usize, y1: usize) -> usize {
+        /// Non-background pixels in rows `y0..y1` and columns `x0..x1`.
+        fn ink(&self, (x0, x1): (usize, usize), (y0, y1): (usize, usize)) -> usize {
             (y0..y1)
-                .flat_map(|y| (0..self.width).map(move |x| (x, y)))
+                .flat_map(|y| (x0..x1).map(move |x| (x, y)))
                 .filter(|&(x, y)| self.pixel(x, y) != BACKGROUND)
                 .count()
         }
@@ -417,6 +524,11 @@ mod tests {
         }
     }
 
+    fn layout_of(fig: &Figure) -> Layout {
+        font::ensure_registered().unwrap();
+        fig.layout(&fig.validate().unwrap()).unwrap()
+    }
+
     /// Centre pixel of cell (row, col) of panel `p`.
     fn cell_centre(layout: &Layout, p: usize, row: usize, col: usize) -> (usize, usize) {
         let pos = layout.panels[p];
@@ -434,43 +546,76 @@ mod tests {
     #[test]
     fn png_has_expected_size_and_colours() {
         let fig = Figure::new(vec![
-            ramp_panel("inputs", 3, 10),
+            ramp_panel("inputs", 3, 40),
             ramp_panel("write weightings", 8, 4),
         ]);
-        let layout = fig.layout().unwrap();
+        let layout = layout_of(&fig);
         let img = decode(&fig.render_png().unwrap());
-
-        let title_w = font::text_width("write weightings", FONT_SCALE);
-        let heat_w = 10 * DEFAULT_CELL + 2 * FRAME;
-        assert_eq!(img.width, title_w.max(heat_w) + 2 * MARGIN);
-        let expected_h =
-            2 * MARGIN + 2 * (TITLE_H + TITLE_GAP + 2 * FRAME) + PANEL_GAP + (3 + 8) * DEFAULT_CELL;
-        assert_eq!(img.height, expected_h);
         assert_eq!((img.width, img.height), (layout.width, layout.height));
+        assert_eq!(layout.cell, DEFAULT_CELL);
+        let expected_h =
+            2 * MARGIN + 2 * (TITLE_H + X_LABEL_H) + PANEL_GAP + X_DESC_H + (3 + 8) * DEFAULT_CELL;
+        assert_eq!(img.height, expected_h);
+        assert!(img.width >= MARGIN + Y_LABEL_W + 40 * DEFAULT_CELL + RIGHT_PAD);
 
-        // Min and max cells of the first panel use the two ends of the ramp.
+        // Every cell shows its own value: the min and max cells of the first
+        // panel use the two ends of the colour map.
         let (xa, ya) = cell_centre(&layout, 0, 0, 0);
-        let (xb, yb) = cell_centre(&layout, 0, 2, 9);
-        assert_eq!(img.pixel(xa, ya), colormap::ramp(0.0));
-        assert_eq!(img.pixel(xb, yb), colormap::ramp(1.0));
-        assert_ne!(img.pixel(xa, ya), img.pixel(xb, yb));
+        let (xb, yb) = cell_centre(&layout, 0, 2, 39);
+        assert_eq!(img.pixel(xa, ya), colour(0.0));
+        assert_eq!(img.pixel(xb, yb), colour(1.0));
+        let (x, y) = cell_centre(&layout, 0, 1, 0);
+        assert_eq!(img.pixel(x, y), colour(40.0 / 119.0));
+        // Cells fill whole pixel squares: all corners of a cell share its colour.
+        let pos = layout.panels[1];
+        for (dx, dy) in [(0, 0), (DEFAULT_CELL - 1, 0), (0, DEFAULT_CELL - 1)] {
+            let (x, y) = (
+                pos.heat_x + 2 * DEFAULT_CELL + dx,
+                pos.heat_y + DEFAULT_CELL + dy,
+            );
+            assert_eq!(img.pixel(x, y), colour(6.0 / 31.0), "offset {dx},{dy}");
+        }
 
         // The second panel is narrower: right of it is background.
-        let (x, y) = cell_centre(&layout, 1, 0, 6);
+        let (x, y) = cell_centre(&layout, 1, 3, 10);
         assert_eq!(img.pixel(x, y), BACKGROUND);
     }
 
     #[test]
-    fn titles_are_drawn_in_the_title_band() {
-        let fig = Figure::new(vec![ramp_panel("READS (0)", 2, 5), ramp_panel("", 2, 5)]);
-        let layout = fig.layout().unwrap();
+    fn panels_have_titles_keys_and_tick_labels() {
+        let fig = Figure::new(vec![ramp_panel("READS (0)", 20, 30), ramp_panel("", 2, 30)]);
+        let layout = layout_of(&fig);
         let img = decode(&fig.render_png().unwrap());
-        let band = |p: usize| {
-            let y = layout.panels[p].title_y;
-            img.ink(y, y + TITLE_H)
-        };
-        assert!(band(0) > 20, "title text pixels expected, got {}", band(0));
-        assert_eq!(band(1), 0, "an empty title leaves the band blank");
+        let (p0, p1) = (layout.panels[0], layout.panels[1]);
+        // The band above the frame, left of the key.
+        let title_band = |p: PanelPos| img.ink((p.heat_x, p.key_x - 30), (p.title_y, p.heat_y - 1));
+        assert!(title_band(p0) > 50, "title text pixels expected");
+        assert_eq!(title_band(p1), 0, "an empty title leaves its place blank");
+
+        // The colour key runs from the low to the high end of the colour map.
+        let ky = key_top(p0.title_y) + KEY_H / 2;
+        assert_eq!(img.pixel(p0.key_x, ky), colour(0.5 / KEY_W as f64));
+        assert_eq!(
+            img.pixel(p0.key_x + KEY_W - 1, ky),
+            colour(1.0 - 0.5 / KEY_W as f64)
+        );
+
+        // Row labels left of the cells and time-step labels under them.
+        let heat_h = 20 * layout.cell;
+        let left = img.ink((MARGIN, p0.heat_x - 4), (p0.heat_y, p0.heat_y + heat_h));
+        assert!(left > 30, "row tick labels expected, got {left} pixels");
+        let below = img.ink(
+            (p0.heat_x, p0.heat_x + 30 * layout.cell),
+            (p0.heat_y + heat_h + 4, p0.heat_y + heat_h + X_LABEL_H),
+        );
+        assert!(
+            below > 30,
+            "time-step tick labels expected, got {below} pixels"
+        );
+        // The last panel also carries the axis title under its labels.
+        let bottom = p1.heat_y + 2 * layout.cell + X_LABEL_H;
+        let desc = img.ink((0, img.width), (bottom, bottom + X_DESC_H));
+        assert!(desc > 30, "x axis title expected, got {desc} pixels");
     }
 
     #[test]
@@ -479,22 +624,22 @@ mod tests {
             Panel::new("w", 1, 3, vec![-5.0, 0.5, 9.0]).with_range(0.0, 1.0),
             Panel::new("flat", 1, 2, vec![3.0, 3.0]),
         ]);
-        let layout = fig.layout().unwrap();
+        let layout = layout_of(&fig);
         let img = decode(&fig.render_png().unwrap());
         let at = |p, c| {
             let (x, y) = cell_centre(&layout, p, 0, c);
             img.pixel(x, y)
         };
-        assert_eq!(at(0, 0), colormap::ramp(0.0));
-        assert_eq!(at(0, 1), colormap::ramp(0.5));
-        assert_eq!(at(0, 2), colormap::ramp(1.0));
-        assert_eq!(at(1, 0), colormap::ramp(0.5));
+        assert_eq!(at(0, 0), colour(0.0));
+        assert_eq!(at(0, 1), colour(0.5));
+        assert_eq!(at(0, 2), colour(1.0));
+        assert_eq!(at(1, 0), colour(0.5));
     }
 
     #[test]
     fn wide_figures_shrink_the_cell_to_fit() {
         let fig = Figure::new(vec![Panel::new("long run", 2, 2000, vec![0.5; 4000])]);
-        let layout = fig.layout().unwrap();
+        let layout = layout_of(&fig);
         assert!(layout.cell < DEFAULT_CELL);
         assert!(layout.width <= MAX_WIDTH);
         let img = decode(&fig.render_png().unwrap());
@@ -515,7 +660,7 @@ mod tests {
     fn zero_cell_counts_as_one() {
         let mut fig = Figure::new(vec![ramp_panel("a", 2, 3)]);
         fig.cell = 0;
-        assert_eq!(fig.layout().unwrap().cell, 1);
+        assert_eq!(layout_of(&fig).cell, 1);
         assert!(fig.render_png().is_ok());
     }
 
@@ -525,5 +670,20 @@ mod tests {
         let fig = Figure::new(vec![Panel::new(title, 1, 1, vec![0.0])]);
         let img = decode(&fig.render_png().unwrap());
         assert_eq!(img.width, MAX_WIDTH);
+    }
+
+    #[test]
+    fn colours_follow_viridis() {
+        assert_eq!(colour(0.0), RGBColor(68, 1, 84));
+        assert_eq!(colour(1.0), RGBColor(254, 232, 37));
+        assert_eq!(colour(-3.0), colour(0.0));
+        assert_eq!(colour(f64::NAN), colour(0.0));
+        let luma = |c: RGBColor| 0.299 * c.0 as f64 + 0.587 * c.1 as f64 + 0.114 * c.2 as f64;
+        let mut prev = luma(colour(0.0));
+        for i in 1..=100 {
+            let l = luma(colour(i as f64 / 100.0));
+            assert!(l >= prev - 0.5, "lightness dropped at {i}: {prev} -> {l}");
+            prev = l;
+        }
     }
 }
