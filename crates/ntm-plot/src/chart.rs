@@ -1,10 +1,12 @@
 //! SVG line charts for learning curves, drawn with plotters.
 
+use std::ops::Range;
 use std::path::Path;
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::axis::Axis;
 use crate::error::draw_err;
 use crate::{font, PlotError};
 
@@ -15,26 +17,55 @@ pub const CHART_HEIGHT: u32 = 420;
 
 /// Series colours (matplotlib's "tab10"), cycled when there are more series
 /// than colours.
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0x8c, 0x56, 0x4b),
-    RGBColor(0xe3, 0x77, 0xc2),
-    RGBColor(0x7f, 0x7f, 0x7f),
-    RGBColor(0xbc, 0xbd, 0x22),
-    RGBColor(0x17, 0xbe, 0xcf),
+const PALETTE: [u32; 10] = [
+    0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22,
+    0x17becf,
 ];
 const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
 const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
 const MINOR_GRID: RGBColor = RGBColor(0xf0, 0xf0, 0xf0);
-const LEGEND_BORDER: RGBColor = RGBColor(0xbb, 0xbb, 0xbb);
 /// Opacity of a spread band.
 const BAND_ALPHA: f64 = 0.2;
 /// Length of a legend's line sample, in pixels.
 const SAMPLE_W: i32 = 22;
+
+fn series_colour(i: usize) -> RGBColor {
+    let [_, r, g, b] = PALETTE[i % PALETTE.len()].to_be_bytes();
+    RGBColor(r, g, b)
+}
+
+/// A compact tick label of at most six significant digits: `0.25`, `800`,
+/// `1.2k`, `200k`, `1.25M`, and `3e-5` for very small or large values.
+pub(crate) fn compact(v: &f64) -> String {
+    // Rounding through decimal text drops float noise (0.6000000000000001).
+    let v: f64 = format!("{v:.5e}").parse().unwrap_or(*v);
+    let a = v.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    if !(1e-3..1e15).contains(&a) {
+        return format!("{v:e}");
+    }
+    let (div, suffix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|&(div, _)| a >= div)
+        .unwrap_or((1.0, ""));
+    format!("{}{suffix}", v / div)
+}
+
+/// A linear axis range over `lo..=hi` that plotters can tick and map: with
+/// a finite span (its tick search never ends on an infinite one) and not
+/// empty (it maps all of an empty range to one pixel).
+fn linear(lo: f64, hi: f64) -> Range<f64> {
+    let clamp = |v: f64| v.clamp(f64::MIN / 4.0, f64::MAX / 4.0);
+    let (lo, hi) = (clamp(lo), clamp(hi));
+    let pad = if lo < hi {
+        0.0
+    } else {
+        lo.abs().max(1.0) / 10.0
+    };
+    lo - pad..hi + pad
+}
 
 /// One curve of a [`LineChart`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,7 +113,7 @@ pub struct LineChart {
     pub log_y: bool,
 }
 
-/// A series reduced to what can be drawn, with y already on the axis scale.
+/// A series reduced to what can be drawn.
 struct Prepared {
     points: Vec<(f64, f64)>,
     /// `(x, lo, hi)`; `lo` is `None` when it cannot be shown on a log axis.
@@ -90,20 +121,12 @@ struct Prepared {
 }
 
 fn prepare(series: &Series, log_y: bool) -> Prepared {
-    let scale_y = |y: f64| -> Option<f64> {
-        if !y.is_finite() {
-            None
-        } else if log_y {
-            (y > 0.0).then(|| y.log10())
-        } else {
-            Some(y)
-        }
-    };
+    let shown = |y: f64| y.is_finite() && (!log_y || y > 0.0);
     let points = series
         .points
         .iter()
-        .filter(|(x, _)| x.is_finite())
-        .filter_map(|&(x, y)| Some((x, scale_y(y)?)))
+        .copied()
+        .filter(|&(x, y)| x.is_finite() && shown(y))
         .collect();
     let band = series
         .band
@@ -112,7 +135,7 @@ fn prepare(series: &Series, log_y: bool) -> Prepared {
         .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
         .filter_map(|&(x, lo, hi)| {
             let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-            Some((x, scale_y(lo), scale_y(hi)?))
+            shown(hi).then_some((x, shown(lo).then_some(lo), hi))
         })
         .collect();
     Prepared { points, band }
@@ -134,43 +157,6 @@ impl LineChart {
         }
     }
 
-    /// The axes covering every drawable point and band of `prepared`.
-    fn axes(&self, prepared: &[Prepared]) -> Result<(Axis, Axis), PlotError> {
-        let mut xr = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut yr = (f64::INFINITY, f64::NEG_INFINITY);
-        let grow = |r: &mut (f64, f64), v: f64| {
-            r.0 = r.0.min(v);
-            r.1 = r.1.max(v);
-        };
-        for p in prepared {
-            for &(x, y) in &p.points {
-                grow(&mut xr, x);
-                grow(&mut yr, y);
-            }
-            for &(x, lo, hi) in &p.band {
-                grow(&mut xr, x);
-                grow(&mut yr, hi);
-                if let Some(lo) = lo {
-                    grow(&mut yr, lo);
-                }
-            }
-        }
-        if xr.0 > xr.1 || yr.0 > yr.1 {
-            let what = if self.log_y {
-                "line chart has no finite point with y > 0 (log y axis)"
-            } else {
-                "line chart has no finite point"
-            };
-            return Err(PlotError::Empty { what: what.into() });
-        }
-        let y_axis = if self.log_y {
-            Axis::log10(yr.0, yr.1)
-        } else {
-            Axis::linear(yr.0, yr.1)
-        };
-        Ok((Axis::linear(xr.0, xr.1), y_axis))
-    }
-
     /// Renders the chart as a standalone SVG document.
     ///
     /// Text is set in DejaVu Sans (named `DejaVu Sans, sans-serif`), which
@@ -184,31 +170,66 @@ impl LineChart {
             });
         }
         let prepared: Vec<Prepared> = self.series.iter().map(|s| prepare(s, self.log_y)).collect();
-        let (x_axis, y_axis) = self.axes(&prepared)?;
+        let (mut x, mut y) = (
+            [f64::INFINITY, f64::NEG_INFINITY],
+            [f64::INFINITY, f64::NEG_INFINITY],
+        );
+        let grow = |r: &mut [f64; 2], v: f64| *r = [r[0].min(v), r[1].max(v)];
+        for p in &prepared {
+            for &(px, py) in &p.points {
+                grow(&mut x, px);
+                grow(&mut y, py);
+            }
+            for &(bx, lo, hi) in &p.band {
+                grow(&mut x, bx);
+                grow(&mut y, hi);
+                lo.into_iter().for_each(|lo| grow(&mut y, lo));
+            }
+        }
+        if x[0] > x[1] {
+            let what = if self.log_y {
+                "line chart has no finite point with y > 0 (log y axis)"
+            } else {
+                "line chart has no finite point"
+            };
+            return Err(PlotError::Empty { what: what.into() });
+        }
         font::ensure_registered()?;
 
         let mut svg = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         {
             let root =
                 SVGBackend::with_string(&mut svg, (CHART_WIDTH, CHART_HEIGHT)).into_drawing_area();
-            self.draw(&root, &prepared, x_axis, y_axis)?;
+            let x = linear(x[0], x[1]);
+            if self.log_y {
+                // Whole decades, so that there are powers of ten to label, and
+                // a hair more, so that plotters' rounding keeps the end ones;
+                // at most 300 of them, as plotters' log ticks never end when
+                // the ratio of the ends overflows.
+                let hi = y[1].log10().ceil();
+                let lo = y[0].log10().floor().clamp(hi - 300.0, hi - 1.0);
+                let y = 10f64.powf(lo - 1e-9)..10f64.powf(hi + 1e-9).min(f64::MAX);
+                self.draw(&root, &prepared, x, y.log_scale())?;
+            } else {
+                self.draw(&root, &prepared, x, linear(y[0], y[1]))?;
+            }
             root.present().map_err(draw_err)?;
         }
         Ok(svg)
     }
 
-    fn draw<DB: DrawingBackend>(
+    fn draw<Y>(
         &self,
-        root: &DrawingArea<DB, plotters::coord::Shift>,
+        root: &DrawingArea<SVGBackend, Shift>,
         prepared: &[Prepared],
-        x_axis: Axis,
-        y_axis: Axis,
+        x: Range<f64>,
+        y: Y,
     ) -> Result<(), PlotError>
     where
-        DB::ErrorType: 'static,
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
     {
         root.fill(&WHITE).map_err(draw_err)?;
-        let y_floor = y_axis.lo;
         let mut builder = ChartBuilder::on(root);
         builder
             .margin_top(10)
@@ -221,16 +242,19 @@ impl LineChart {
         if !title.is_empty() {
             builder.caption(title, font::bold(20.0).color(&INK));
         }
-        let mut chart = builder
-            .build_cartesian_2d(x_axis, y_axis)
-            .map_err(draw_err)?;
+        let mut chart = builder.build_cartesian_2d(x, y).map_err(draw_err)?;
 
         let mut mesh = chart.configure_mesh();
         mesh.label_style(font::regular(14.0).color(&INK))
             .axis_desc_style(font::regular(16.0).color(&INK))
+            .x_label_formatter(&compact)
+            .y_label_formatter(&compact)
             .axis_style(INK)
             .bold_line_style(GRID)
             .light_line_style(MINOR_GRID)
+            // A minor grid only between the decades of a log axis.
+            .x_max_light_lines(0)
+            .y_max_light_lines(if self.log_y { 10 } else { 0 })
             .set_all_tick_mark_size(5);
         let (x_label, y_label) = (font::clean(&self.x_label), font::clean(&self.y_label));
         if !x_label.is_empty() {
@@ -242,61 +266,46 @@ impl LineChart {
         mesh.draw().map_err(draw_err)?;
 
         // Bands first, so every line stays visible on top of them.
+        let floor = chart.y_range().start;
         for (i, p) in prepared.iter().enumerate() {
             if p.band.is_empty() {
                 continue;
             }
-            let colour = PALETTE[i % PALETTE.len()];
-            let outline: Vec<(f64, f64)> = p
+            let hi = p.band.iter().map(|&(x, _, hi)| (x, hi));
+            let lo = p
                 .band
                 .iter()
-                .map(|&(x, _, hi)| (x, hi))
-                .chain(
-                    p.band
-                        .iter()
-                        .rev()
-                        .map(|&(x, lo, _)| (x, lo.unwrap_or(y_floor))),
-                )
-                .collect();
+                .rev()
+                .map(|&(x, lo, _)| (x, lo.unwrap_or(floor)));
+            let fill = series_colour(i).mix(BAND_ALPHA).filled();
             chart
-                .draw_series(std::iter::once(Polygon::new(
-                    outline,
-                    colour.mix(BAND_ALPHA).filled(),
-                )))
+                .draw_series([Polygon::new(hi.chain(lo).collect::<Vec<_>>(), fill)])
                 .map_err(draw_err)?;
         }
 
         for ((i, p), series) in prepared.iter().enumerate().zip(&self.series) {
-            let colour = PALETTE[i % PALETTE.len()];
+            let colour = series_colour(i);
             let line = colour.stroke_width(2);
             let anno = chart
                 .draw_series(LineSeries::new(p.points.iter().copied(), line))
                 .map_err(draw_err)?;
             anno.label(font::clean(&series.label));
-            if series.band.is_some() {
+            if p.band.is_empty() {
+                anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + SAMPLE_W, y)], line));
+            } else {
+                let swatch = colour.mix(BAND_ALPHA).filled();
                 anno.legend(move |(x, y)| {
                     EmptyElement::at((x, y))
-                        + Rectangle::new([(0, -6), (SAMPLE_W, 6)], colour.mix(BAND_ALPHA).filled())
+                        + Rectangle::new([(0, -6), (SAMPLE_W, 6)], swatch)
                         + PathElement::new(vec![(0, 0), (SAMPLE_W, 0)], line)
                 });
-            } else {
-                anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + SAMPLE_W, y)], line));
             }
             if let [point] = p.points[..] {
                 chart
-                    .draw_series(std::iter::once(Circle::new(point, 3, colour.filled())))
+                    .draw_series([Circle::new(point, 3, colour.filled())])
                     .map_err(draw_err)?;
             }
         }
-
-        // Close the frame that the axes start along the top and right.
-        let area = chart.plotting_area();
-        let (xs, ys) = (area.get_x_range(), area.get_y_range());
-        area.draw(&PathElement::new(
-            vec![(xs.start, ys.end), (xs.end, ys.end), (xs.end, ys.start)],
-            INK,
-        ))
-        .map_err(draw_err)?;
 
         chart
             .configure_series_labels()
@@ -305,7 +314,7 @@ impl LineChart {
             .legend_area_size(SAMPLE_W + 8)
             .label_font(font::regular(14.0).color(&INK))
             .background_style(WHITE.mix(0.85))
-            .border_style(LEGEND_BORDER)
+            .border_style(GRID)
             .draw()
             .map_err(draw_err)?;
         Ok(())
@@ -316,5 +325,41 @@ impl LineChart {
         let svg = self.to_svg()?;
         std::fs::write(path, svg)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_are_compact() {
+        let labels = [
+            0.0,
+            -0.0,
+            800.0,
+            1000.0,
+            1500.0,
+            200_000.0,
+            1_250_000.0,
+            2e9,
+            -2.5,
+        ];
+        let labels: Vec<String> = labels.iter().map(compact).collect();
+        let expected = ["0", "0", "800", "1k", "1.5k", "200k", "1.25M", "2G", "-2.5"];
+        assert_eq!(labels, expected);
+        assert_eq!(compact(&0.6000000000000001), "0.6");
+        assert_eq!(compact(&0.001), "0.001");
+        assert_eq!(compact(&3e-5), "3e-5");
+        assert_eq!(compact(&1.2e20), "1.2e20");
+    }
+
+    #[test]
+    fn linear_ranges_are_never_empty_or_infinite() {
+        assert_eq!(linear(3.0, 97.0), 3.0..97.0);
+        assert_eq!(linear(5.0, 5.0), 4.5..5.5);
+        assert_eq!(linear(0.0, 0.0), -0.1..0.1);
+        let huge = linear(-f64::MAX, f64::MAX);
+        assert!((huge.end - huge.start).is_finite());
     }
 }

@@ -11,13 +11,13 @@
 //!   purple for low, yellow for high), and each panel's title sits beside a
 //!   colour key of its value range.
 //! * **SVG line charts** ([`LineChart`] of [`Series`]): learning curves with
-//!   axes, round-valued ticks, compact labels (`200k`, `1.2M`), axis titles,
-//!   a legend, optional translucent spread bands (e.g. over seeds) and an
-//!   optional log10 y axis.
+//!   axes, plotters' round-valued ticks with compact labels (`200k`, `1.2M`),
+//!   axis titles, a legend, optional translucent spread bands (e.g. over
+//!   seeds) and an optional log10 y axis.
 //!
 //! All text is set in DejaVu Sans, compiled into the library (the `dejavu`
-//! crate) and drawn by plotters' `ab_glyph` renderer: no system font is
-//! looked up, so a figure comes out the same on a machine without fonts.
+//! crate) and laid out with `ab_glyph`: no system font is looked up, so a
+//! figure comes out the same on a machine without fonts.
 //!
 //! Bad input (empty or mis-shaped panels, NaN values) gives a [`PlotError`];
 //! nothing here prints or panics on user data.
@@ -42,7 +42,6 @@
 //! # Ok::<(), ntm_plot::PlotError>(())
 //! ```
 
-mod axis;
 mod chart;
 mod error;
 mod font;

@@ -1,66 +1,89 @@
-//! The drawing backend of the PNG figures: plotters' RGB bitmap backend,
-//! with text set by [`font::Line`].
+//! The backend of the PNG figures: plotters' bitmap backend with its own
+//! text setting.
 //!
-//! Plotters' own `ab_glyph` text drawing places each glyph's ink at the pen
-//! position without the glyph's side bearing, which spreads digits such as
-//! `10` apart; this backend positions every glyph by its outline bounds
-//! instead. Everything else goes straight to the bitmap backend.
+//! Plotters 0.3.7 draws `ab_glyph` text with each glyph's ink at the pen
+//! position, dropping the glyph's left side bearing, so that narrow glyphs
+//! shift left and words fall apart (`1 0`, `l ength`) at any font size; it
+//! also sets bold text in the regular face. This backend sets text itself,
+//! each glyph where the font puts it, and hands pixels and rectangles (which
+//! it fills fast and end-exclusive) to the bitmap backend; plotters
+//! rasterises everything else onto those pixels.
 
-use plotters::backend::{BitMapBackend, DrawingBackend, RGBPixel};
+use ab_glyph::{point, Font, FontRef, OutlinedGlyph, ScaleFont};
+use plotters::backend::{BitMapBackend, DrawingBackend};
 use plotters::style::text_anchor::{HPos, VPos};
+use plotters::style::FontStyle;
 use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
 };
 
-use crate::font;
+use crate::PlotError;
 
-/// An RGB bitmap in a caller-owned buffer.
-pub(crate) struct Raster<'a> {
-    inner: BitMapBackend<'a, RGBPixel>,
-}
+/// An RGB bitmap in a caller-owned buffer, 3 bytes per pixel.
+pub(crate) struct Raster<'a>(pub BitMapBackend<'a>);
 
-type Inner<'a> = BitMapBackend<'a, RGBPixel>;
-type Error<'a> = DrawingErrorKind<<Inner<'a> as DrawingBackend>::ErrorType>;
+type Error<'a> = DrawingErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>;
 
-impl<'a> Raster<'a> {
-    /// A backend drawing into `buf`, 3 bytes per pixel, row-major; `None`
-    /// when `buf` is too small for `size`.
-    pub fn new(buf: &'a mut [u8], size: (u32, u32)) -> Option<Self> {
-        let inner = BitMapBackend::<RGBPixel>::with_buffer_and_format(buf, size).ok()?;
-        Some(Self { inner })
+/// One line of text: glyph outlines placed with the top of the line at
+/// y = 0 and the pen starting at x = 0, and the line's width and height.
+fn set_line(
+    text: &str,
+    size: f64,
+    style: FontStyle,
+) -> Result<(Vec<OutlinedGlyph>, f32, f32), PlotError> {
+    let bytes = match style {
+        FontStyle::Bold => dejavu::sans::bold(),
+        _ => dejavu::sans::regular(),
+    };
+    let font = FontRef::try_from_slice(bytes).map_err(|e| PlotError::Draw(e.to_string()))?;
+    // Plotters' font size is 1.24 em (its SVG backend writes `size / 1.24`);
+    // ab_glyph scales by ascent - descent.
+    let em = (size / 1.24).max(0.0) as f32;
+    let scale = em * font.height_unscaled() / font.units_per_em().unwrap_or(1.0);
+    let font = font.into_scaled(scale);
+    let mut glyphs = Vec::new();
+    let mut caret = 0.0;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = font.glyph_id(c);
+        if let Some(p) = prev {
+            caret += font.kern(p, id);
+        }
+        let glyph = id.with_scale_and_position(font.scale, point(caret, font.ascent()));
+        glyphs.extend(font.outline_glyph(glyph));
+        caret += font.h_advance(id);
+        prev = Some(id);
     }
+    Ok((glyphs, caret, font.ascent() - font.descent()))
 }
 
-fn font_error<E: std::error::Error + Send + Sync>(e: crate::PlotError) -> DrawingErrorKind<E> {
+/// Width and height in whole pixels of `text` at plotters font size `size`.
+pub(crate) fn text_size(text: &str, size: f64, style: FontStyle) -> Result<(u32, u32), PlotError> {
+    let (_, w, h) = set_line(text, size, style)?;
+    Ok((w.ceil() as u32, h.ceil() as u32))
+}
+
+fn font_error<'a>(e: PlotError) -> Error<'a> {
     DrawingErrorKind::FontError(Box::new(e))
 }
 
 impl<'a> DrawingBackend for Raster<'a> {
-    type ErrorType = <Inner<'a> as DrawingBackend>::ErrorType;
+    type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
 
     fn get_size(&self) -> (u32, u32) {
-        self.inner.get_size()
+        self.0.get_size()
     }
 
     fn ensure_prepared(&mut self) -> Result<(), Error<'a>> {
-        self.inner.ensure_prepared()
+        self.0.ensure_prepared()
     }
 
     fn present(&mut self) -> Result<(), Error<'a>> {
-        self.inner.present()
+        self.0.present()
     }
 
     fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Result<(), Error<'a>> {
-        self.inner.draw_pixel(point, color)
-    }
-
-    fn draw_line<S: BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> Result<(), Error<'a>> {
-        self.inner.draw_line(from, to, style)
+        self.0.draw_pixel(point, color)
     }
 
     fn draw_rect<S: BackendStyle>(
@@ -70,33 +93,7 @@ impl<'a> DrawingBackend for Raster<'a> {
         style: &S,
         fill: bool,
     ) -> Result<(), Error<'a>> {
-        self.inner.draw_rect(upper_left, bottom_right, style, fill)
-    }
-
-    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        style: &S,
-    ) -> Result<(), Error<'a>> {
-        self.inner.draw_path(path, style)
-    }
-
-    fn draw_circle<S: BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), Error<'a>> {
-        self.inner.draw_circle(center, radius, style, fill)
-    }
-
-    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> Result<(), Error<'a>> {
-        self.inner.fill_polygon(vert, style)
+        self.0.draw_rect(upper_left, bottom_right, style, fill)
     }
 
     fn draw_text<S: BackendTextStyle>(
@@ -105,50 +102,31 @@ impl<'a> DrawingBackend for Raster<'a> {
         style: &S,
         pos: BackendCoord,
     ) -> Result<(), Error<'a>> {
-        let colour = style.color();
-        if colour.alpha == 0.0 || text.is_empty() {
-            return Ok(());
-        }
-        let line = font::Line::new(text, style.size(), style.style()).map_err(font_error)?;
-        let anchor = style.anchor();
-        let dx = match anchor.h_pos {
+        let (glyphs, width, height) =
+            set_line(text, style.size(), style.style()).map_err(font_error)?;
+        let dx = match style.anchor().h_pos {
             HPos::Left => 0.0,
-            HPos::Center => -line.width / 2.0,
-            HPos::Right => -line.width,
+            HPos::Center => -width / 2.0,
+            HPos::Right => -width,
         };
-        let dy = match anchor.v_pos {
+        let dy = match style.anchor().v_pos {
             VPos::Top => 0.0,
-            VPos::Center => -line.height / 2.0,
-            VPos::Bottom => -line.height,
+            VPos::Center => -height / 2.0,
+            VPos::Bottom => -height,
         };
-        let (dx, dy) = (dx.round() as i32, dy.round() as i32);
-        let transform = style.transform();
-        let (w, h) = self.get_size();
-        let (w, h) = (
-            i32::try_from(w).unwrap_or(i32::MAX),
-            i32::try_from(h).unwrap_or(i32::MAX),
-        );
+        let (colour, transform, (w, h)) = (style.color(), style.transform(), self.get_size());
         let mut result = Ok(());
-        for glyph in &line.glyphs {
-            let bounds = glyph.px_bounds();
-            let (x0, y0) = (bounds.min.x as i32 + dx, bounds.min.y as i32 + dy);
+        for glyph in &glyphs {
+            let min = glyph.px_bounds().min;
+            let (x0, y0) = ((min.x + dx).round() as i32, (min.y + dy).round() as i32);
             glyph.draw(|gx, gy, coverage| {
-                if result.is_err() || coverage <= 0.0 {
-                    return;
-                }
                 let (x, y) = transform.transform(x0 + gx as i32, y0 + gy as i32);
                 let (x, y) = (pos.0.saturating_add(x), pos.1.saturating_add(y));
-                if (0..w).contains(&x) && (0..h).contains(&y) {
-                    let color = BackendColor {
-                        alpha: colour.alpha * f64::from(coverage.min(1.0)),
-                        rgb: colour.rgb,
-                    };
-                    result = self.inner.draw_pixel((x, y), color);
+                if result.is_ok() && x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
+                    let alpha = colour.alpha * f64::from(coverage.min(1.0));
+                    result = self.0.draw_pixel((x, y), BackendColor { alpha, ..colour });
                 }
             });
-            if result.is_err() {
-                break;
-            }
         }
         result
     }
@@ -158,10 +136,26 @@ impl<'a> DrawingBackend for Raster<'a> {
         text: &str,
         style: &S,
     ) -> Result<(u32, u32), Error<'a>> {
-        let line = font::Line::new(text, style.size(), style.style()).map_err(font_error)?;
-        Ok((
-            line.width.ceil().max(0.0) as u32,
-            line.height.ceil().max(0.0) as u32,
-        ))
+        text_size(text, style.size(), style.style()).map_err(font_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glyphs_sit_at_their_advances_and_bold_is_wider() {
+        // "11": the second glyph's ink starts one advance after the first's,
+        // and the first keeps its left side bearing.
+        let (glyphs, width, height) = set_line("11", 62.0, FontStyle::Normal).unwrap();
+        let (a, b) = (glyphs[0].px_bounds(), glyphs[1].px_bounds());
+        assert!(a.min.x > 2.0, "a '1' has a left side bearing");
+        assert!(((b.min.x - a.min.x) - width / 2.0).abs() <= 1.0);
+        assert!(a.min.y >= 0.0 && a.max.y <= height, "ink within the line");
+        let (regular, _) = text_size("seen", 14.0, FontStyle::Normal).unwrap();
+        let (bold, _) = text_size("seen", 14.0, FontStyle::Bold).unwrap();
+        assert!(bold > regular && regular > 0);
+        assert_eq!(text_size("", 14.0, FontStyle::Normal).unwrap().0, 0);
     }
 }
