@@ -1,28 +1,71 @@
-//! SVG line charts for learning curves.
+//! SVG line charts for learning curves, drawn with plotters.
 
-use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::Path;
 
-use crate::PlotError;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::draw_err;
+use crate::{font, PlotError};
 
 /// Chart width in SVG user units (pixels).
 pub const CHART_WIDTH: u32 = 720;
 /// Chart height in SVG user units (pixels).
 pub const CHART_HEIGHT: u32 = 420;
 
-const LEFT: f64 = 72.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 56.0;
-const TICK_LEN: f64 = 5.0;
-/// Rough advance of one 12px sans-serif character, for legend sizing.
-const CHAR_W: f64 = 7.0;
-
-/// Series colours, cycled when there are more series than colours.
-const PALETTE: [&str; 10] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+/// Series colours (matplotlib's "tab10"), cycled when there are more series
+/// than colours.
+const PALETTE: [u32; 10] = [
+    0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22,
+    0x17becf,
 ];
+const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
+const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+const MINOR_GRID: RGBColor = RGBColor(0xf0, 0xf0, 0xf0);
+/// Opacity of a spread band.
+const BAND_ALPHA: f64 = 0.2;
+/// Length of a legend's line sample, in pixels.
+const SAMPLE_W: i32 = 22;
+
+fn series_colour(i: usize) -> RGBColor {
+    let [_, r, g, b] = PALETTE[i % PALETTE.len()].to_be_bytes();
+    RGBColor(r, g, b)
+}
+
+/// A compact tick label of at most six significant digits: `0.25`, `800`,
+/// `1.2k`, `200k`, `1.25M`, and `3e-5` for very small or large values.
+pub(crate) fn compact(v: &f64) -> String {
+    // Rounding through decimal text drops float noise (0.6000000000000001).
+    let v: f64 = format!("{v:.5e}").parse().unwrap_or(*v);
+    let a = v.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    if !(1e-3..1e15).contains(&a) {
+        return format!("{v:e}");
+    }
+    let (div, suffix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|&(div, _)| a >= div)
+        .unwrap_or((1.0, ""));
+    format!("{}{suffix}", v / div)
+}
+
+/// A linear axis range over `lo..=hi` that plotters can tick and map: with
+/// a finite span (its tick search never ends on an infinite one) and not
+/// empty (it maps all of an empty range to one pixel).
+fn linear(lo: f64, hi: f64) -> Range<f64> {
+    let clamp = |v: f64| v.clamp(f64::MIN / 4.0, f64::MAX / 4.0);
+    let (lo, hi) = (clamp(lo), clamp(hi));
+    let pad = if lo < hi {
+        0.0
+    } else {
+        lo.abs().max(1.0) / 10.0
+    };
+    lo - pad..hi + pad
+}
 
 /// One curve of a [`LineChart`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,7 +97,8 @@ impl Series {
 }
 
 /// A line chart of one or more series, rendered as a standalone
-/// [`CHART_WIDTH`] x [`CHART_HEIGHT`] SVG document.
+/// [`CHART_WIDTH`] x [`CHART_HEIGHT`] SVG document with a title, axes with
+/// tick labels and titles, a light grid and a legend in the top-right corner.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LineChart {
     /// Title above the plot.
@@ -69,7 +113,7 @@ pub struct LineChart {
     pub log_y: bool,
 }
 
-/// A series reduced to what can be drawn, with y already on the axis scale.
+/// A series reduced to what can be drawn.
 struct Prepared {
     points: Vec<(f64, f64)>,
     /// `(x, lo, hi)`; `lo` is `None` when it cannot be shown on a log axis.
@@ -77,20 +121,12 @@ struct Prepared {
 }
 
 fn prepare(series: &Series, log_y: bool) -> Prepared {
-    let scale_y = |y: f64| -> Option<f64> {
-        if !y.is_finite() {
-            None
-        } else if log_y {
-            (y > 0.0).then(|| y.log10())
-        } else {
-            Some(y)
-        }
-    };
+    let shown = |y: f64| y.is_finite() && (!log_y || y > 0.0);
     let points = series
         .points
         .iter()
-        .filter(|(x, _)| x.is_finite())
-        .filter_map(|&(x, y)| Some((x, scale_y(y)?)))
+        .copied()
+        .filter(|&(x, y)| x.is_finite() && shown(y))
         .collect();
     let band = series
         .band
@@ -99,232 +135,10 @@ fn prepare(series: &Series, log_y: bool) -> Prepared {
         .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
         .filter_map(|&(x, lo, hi)| {
             let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-            Some((x, scale_y(lo), scale_y(hi)?))
+            shown(hi).then_some((x, shown(lo).then_some(lo), hi))
         })
         .collect();
     Prepared { points, band }
-}
-
-/// An axis: its data range (on the drawn scale) and labelled ticks.
-#[derive(Debug)]
-struct Axis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<(f64, String)>,
-    /// Unlabelled grid positions (log axes only).
-    minor: Vec<f64>,
-}
-
-impl Axis {
-    /// Position of `v` within the axis, 0 at `lo` and 1 at `hi`.
-    /// Halving first keeps the arithmetic finite for huge ranges.
-    fn frac(&self, v: f64) -> f64 {
-        let span = self.hi * 0.5 - self.lo * 0.5;
-        if span > 0.0 && span.is_finite() {
-            (v * 0.5 - self.lo * 0.5) / span
-        } else {
-            0.5
-        }
-    }
-
-    /// A linear axis covering `min..=max` with round tick values.
-    fn linear(min: f64, max: f64) -> Self {
-        let (mut lo, mut hi) = (min, max);
-        if lo == hi {
-            let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-            lo -= pad;
-            hi += pad;
-        }
-        let fallback = || Axis {
-            lo: min,
-            hi: max,
-            ticks: if min == max {
-                vec![(min, fmt_plain(min))]
-            } else {
-                vec![(min, fmt_plain(min)), (max, fmt_plain(max))]
-            },
-            minor: Vec::new(),
-        };
-        let half_span = hi * 0.5 - lo * 0.5;
-        if !lo.is_finite() || !hi.is_finite() || !half_span.is_finite() || half_span <= 0.0 {
-            return fallback();
-        }
-        // Aim for about six ticks.
-        let step = nice_step(half_span / 2.5);
-        if !step.is_finite() || step <= 0.0 {
-            return fallback();
-        }
-        let first = (lo / step).floor();
-        let last = (hi / step).ceil();
-        let count = last - first;
-        if !(1.0..=50.0).contains(&count) {
-            return fallback();
-        }
-        let (axis_lo, axis_hi) = (first * step, last * step);
-        if !axis_lo.is_finite() || !axis_hi.is_finite() {
-            return fallback();
-        }
-        let ticks = (0..=count as i64)
-            .map(|i| {
-                let mut v = (first + i as f64) * step;
-                if v.abs() < step * 1e-9 {
-                    v = 0.0;
-                }
-                (v, fmt_tick(v, step))
-            })
-            .collect();
-        Axis {
-            lo: axis_lo,
-            hi: axis_hi,
-            ticks,
-            minor: Vec::new(),
-        }
-    }
-
-    /// A log10 axis; `min` and `max` are already log10 values.
-    fn log10(min: f64, max: f64) -> Self {
-        let lo = min.floor();
-        let mut hi = max.ceil();
-        if hi <= lo {
-            hi = lo + 1.0;
-        }
-        let decades = hi - lo;
-        let every = (decades / 8.0).ceil().max(1.0);
-        let mut ticks = Vec::new();
-        let mut k = lo;
-        while k <= hi + 1e-9 {
-            ticks.push((k, fmt_pow10(k as i32)));
-            k += every;
-        }
-        let mut minor = Vec::new();
-        if decades <= 4.0 {
-            for d in 0..decades as i32 {
-                for m in 2..10 {
-                    minor.push(lo + d as f64 + (m as f64).log10());
-                }
-            }
-        }
-        Axis {
-            lo,
-            hi,
-            ticks,
-            minor,
-        }
-    }
-}
-
-/// The round number (1, 2, 2.5 or 5 times a power of ten) at or above `raw`.
-fn nice_step(raw: f64) -> f64 {
-    let base = 10f64.powf(raw.log10().floor());
-    let f = raw / base;
-    let m = if f <= 1.0 {
-        1.0
-    } else if f <= 2.0 {
-        2.0
-    } else if f <= 2.5 {
-        2.5
-    } else if f <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    m * base
-}
-
-/// Decimals needed to show multiples of `step` exactly.
-fn decimals(step: f64) -> usize {
-    let mut s = step.abs();
-    for d in 0..=12 {
-        if (s - s.round()).abs() <= 1e-6 * s.max(1.0) {
-            return d;
-        }
-        s *= 10.0;
-    }
-    12
-}
-
-/// Drops trailing zeros after a decimal point, and the point itself.
-fn trim_zeros(s: String) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// Scientific notation with a short mantissa, e.g. `2.5e-5`.
-fn fmt_sci(v: f64) -> String {
-    let s = format!("{v:.3e}");
-    match s.split_once('e') {
-        Some((mantissa, exp)) => format!("{}e{exp}", trim_zeros(mantissa.to_string())),
-        None => s,
-    }
-}
-
-/// A label for an arbitrary value.
-fn fmt_plain(v: f64) -> String {
-    let a = v.abs();
-    if v == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e15).contains(&a) {
-        fmt_sci(v)
-    } else {
-        fmt_tick(v, 10f64.powf(a.log10().floor() - 2.0))
-    }
-}
-
-/// A compact label for tick value `v` on a grid of spacing `step`:
-/// `0.25`, `800`, `1.2k`, `200k`, `1.5M`, `3e-5`.
-fn fmt_tick(v: f64, step: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let a = v.abs();
-    if !(1e-4..1e15).contains(&a) || step < 1e-4 {
-        return fmt_sci(v);
-    }
-    let (div, suffix) = if a >= 1e12 {
-        (1e12, "T")
-    } else if a >= 1e9 {
-        (1e9, "G")
-    } else if a >= 1e6 {
-        (1e6, "M")
-    } else if a >= 1e3 {
-        (1e3, "k")
-    } else {
-        (1.0, "")
-    };
-    let d = decimals(step / div);
-    format!("{}{suffix}", trim_zeros(format!("{:.*}", d, v / div)))
-}
-
-/// Label for `10^k`.
-fn fmt_pow10(k: i32) -> String {
-    if (-3..=14).contains(&k) {
-        let v = 10f64.powi(k);
-        fmt_tick(v, v)
-    } else {
-        format!("1e{k}")
-    }
-}
-
-/// Escapes text for XML content and attribute values, dropping characters
-/// XML 1.0 does not allow.
-pub(crate) fn escape_xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(' '),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 impl LineChart {
@@ -345,9 +159,10 @@ impl LineChart {
 
     /// Renders the chart as a standalone SVG document.
     ///
-    /// Non-finite points (and, with `log_y`, points with `y <= 0`) are
-    /// skipped. Fails with [`PlotError::Empty`] when there are no series or
-    /// no drawable point in any of them.
+    /// Text is set in DejaVu Sans (named `DejaVu Sans, sans-serif`), which
+    /// the layout is measured with. Non-finite points (and, with `log_y`,
+    /// points with `y <= 0`) are skipped. Fails with [`PlotError::Empty`]
+    /// when there are no series or no drawable point in any of them.
     pub fn to_svg(&self) -> Result<String, PlotError> {
         if self.series.is_empty() {
             return Err(PlotError::Empty {
@@ -355,27 +170,23 @@ impl LineChart {
             });
         }
         let prepared: Vec<Prepared> = self.series.iter().map(|s| prepare(s, self.log_y)).collect();
-
-        let mut xr = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut yr = (f64::INFINITY, f64::NEG_INFINITY);
-        let grow = |r: &mut (f64, f64), v: f64| {
-            r.0 = r.0.min(v);
-            r.1 = r.1.max(v);
-        };
+        let (mut x, mut y) = (
+            [f64::INFINITY, f64::NEG_INFINITY],
+            [f64::INFINITY, f64::NEG_INFINITY],
+        );
+        let grow = |r: &mut [f64; 2], v: f64| *r = [r[0].min(v), r[1].max(v)];
         for p in &prepared {
-            for &(x, y) in &p.points {
-                grow(&mut xr, x);
-                grow(&mut yr, y);
+            for &(px, py) in &p.points {
+                grow(&mut x, px);
+                grow(&mut y, py);
             }
-            for &(x, lo, hi) in &p.band {
-                grow(&mut xr, x);
-                grow(&mut yr, hi);
-                if let Some(lo) = lo {
-                    grow(&mut yr, lo);
-                }
+            for &(bx, lo, hi) in &p.band {
+                grow(&mut x, bx);
+                grow(&mut y, hi);
+                lo.into_iter().for_each(|lo| grow(&mut y, lo));
             }
         }
-        if xr.0 > xr.1 || yr.0 > yr.1 {
+        if x[0] > x[1] {
             let what = if self.log_y {
                 "line chart has no finite point with y > 0 (log y axis)"
             } else {
@@ -383,218 +194,130 @@ impl LineChart {
             };
             return Err(PlotError::Empty { what: what.into() });
         }
+        font::ensure_registered()?;
 
-        let x_axis = Axis::linear(xr.0, xr.1);
-        let y_axis = if self.log_y {
-            Axis::log10(yr.0, yr.1)
-        } else {
-            Axis::linear(yr.0, yr.1)
-        };
+        let mut svg = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        {
+            let root =
+                SVGBackend::with_string(&mut svg, (CHART_WIDTH, CHART_HEIGHT)).into_drawing_area();
+            let x = linear(x[0], x[1]);
+            if self.log_y {
+                // Whole decades, so that there are powers of ten to label, and
+                // a hair more, so that plotters' rounding keeps the end ones;
+                // at most 300 of them, as plotters' log ticks never end when
+                // the ratio of the ends overflows.
+                let hi = y[1].log10().ceil();
+                let lo = y[0].log10().floor().clamp(hi - 300.0, hi - 1.0);
+                let y = 10f64.powf(lo - 1e-9)..10f64.powf(hi + 1e-9).min(f64::MAX);
+                self.draw(&root, &prepared, x, y.log_scale())?;
+            } else {
+                self.draw(&root, &prepared, x, linear(y[0], y[1]))?;
+            }
+            root.present().map_err(draw_err)?;
+        }
+        Ok(svg)
+    }
 
-        let (w, h) = (CHART_WIDTH as f64, CHART_HEIGHT as f64);
-        let (x0, x1, y0, y1) = (LEFT, w - RIGHT, TOP, h - BOTTOM);
-        let px = |x: f64| x0 + x_axis.frac(x) * (x1 - x0);
-        let py = |y: f64| y1 - y_axis.frac(y) * (y1 - y0);
+    fn draw<Y>(
+        &self,
+        root: &DrawingArea<SVGBackend, Shift>,
+        prepared: &[Prepared],
+        x: Range<f64>,
+        y: Y,
+    ) -> Result<(), PlotError>
+    where
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        root.fill(&WHITE).map_err(draw_err)?;
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .margin_top(10)
+            .margin_right(28)
+            .margin_left(10)
+            .margin_bottom(6)
+            .x_label_area_size(46)
+            .y_label_area_size(66);
+        let title = font::clean(&self.title);
+        if !title.is_empty() {
+            builder.caption(title, font::bold(20.0).color(&INK));
+        }
+        let mut chart = builder.build_cartesian_2d(x, y).map_err(draw_err)?;
 
-        let mut s = String::new();
-        let _ = writeln!(s, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(s, r##"<rect width="{w}" height="{h}" fill="#ffffff"/>"##);
-        if !self.title.is_empty() {
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="24" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
-                w / 2.0,
-                escape_xml(&self.title)
-            );
+        let mut mesh = chart.configure_mesh();
+        mesh.label_style(font::regular(14.0).color(&INK))
+            .axis_desc_style(font::regular(16.0).color(&INK))
+            .x_label_formatter(&compact)
+            .y_label_formatter(&compact)
+            .axis_style(INK)
+            .bold_line_style(GRID)
+            .light_line_style(MINOR_GRID)
+            // A minor grid only between the decades of a log axis.
+            .x_max_light_lines(0)
+            .y_max_light_lines(if self.log_y { 10 } else { 0 })
+            .set_all_tick_mark_size(5);
+        let (x_label, y_label) = (font::clean(&self.x_label), font::clean(&self.y_label));
+        if !x_label.is_empty() {
+            mesh.x_desc(x_label);
         }
-
-        // Grid.
-        let _ = writeln!(s, r##"<g stroke="#f0f0f0" stroke-width="1">"##);
-        for &m in &y_axis.minor {
-            let y = py(m);
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x0:.2}" y1="{y:.2}" x2="{x1:.2}" y2="{y:.2}"/>"#
-            );
+        if !y_label.is_empty() {
+            mesh.y_desc(y_label);
         }
-        let _ = writeln!(s, "</g>");
-        let _ = writeln!(s, r##"<g stroke="#dddddd" stroke-width="1">"##);
-        for (v, _) in &x_axis.ticks {
-            let x = px(*v);
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x:.2}" y1="{y0:.2}" x2="{x:.2}" y2="{y1:.2}"/>"#
-            );
-        }
-        for (v, _) in &y_axis.ticks {
-            let y = py(*v);
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x0:.2}" y1="{y:.2}" x2="{x1:.2}" y2="{y:.2}"/>"#
-            );
-        }
-        let _ = writeln!(s, "</g>");
+        mesh.draw().map_err(draw_err)?;
 
         // Bands first, so every line stays visible on top of them.
+        let floor = chart.y_range().start;
         for (i, p) in prepared.iter().enumerate() {
             if p.band.is_empty() {
                 continue;
             }
-            let colour = PALETTE[i % PALETTE.len()];
-            let mut pts = String::new();
-            for &(x, _, hi) in &p.band {
-                let _ = write!(pts, "{:.2},{:.2} ", px(x), py(hi));
-            }
-            for &(x, lo, _) in p.band.iter().rev() {
-                let y = lo.map_or(y1, py);
-                let _ = write!(pts, "{:.2},{:.2} ", px(x), y);
-            }
-            let _ = writeln!(
-                s,
-                r#"<polygon points="{}" fill="{colour}" fill-opacity="0.2" stroke="none"/>"#,
-                pts.trim_end()
-            );
+            let hi = p.band.iter().map(|&(x, _, hi)| (x, hi));
+            let lo = p
+                .band
+                .iter()
+                .rev()
+                .map(|&(x, lo, _)| (x, lo.unwrap_or(floor)));
+            let fill = series_colour(i).mix(BAND_ALPHA).filled();
+            chart
+                .draw_series([Polygon::new(hi.chain(lo).collect::<Vec<_>>(), fill)])
+                .map_err(draw_err)?;
         }
-        for (i, p) in prepared.iter().enumerate() {
-            if p.points.is_empty() {
-                continue;
+
+        for ((i, p), series) in prepared.iter().enumerate().zip(&self.series) {
+            let colour = series_colour(i);
+            let line = colour.stroke_width(2);
+            let anno = chart
+                .draw_series(LineSeries::new(p.points.iter().copied(), line))
+                .map_err(draw_err)?;
+            anno.label(font::clean(&series.label));
+            if p.band.is_empty() {
+                anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + SAMPLE_W, y)], line));
+            } else {
+                let swatch = colour.mix(BAND_ALPHA).filled();
+                anno.legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + Rectangle::new([(0, -6), (SAMPLE_W, 6)], swatch)
+                        + PathElement::new(vec![(0, 0), (SAMPLE_W, 0)], line)
+                });
             }
-            let colour = PALETTE[i % PALETTE.len()];
-            let mut d = String::new();
-            for (j, &(x, y)) in p.points.iter().enumerate() {
-                let cmd = if j == 0 { 'M' } else { 'L' };
-                let _ = write!(d, "{cmd}{:.2} {:.2} ", px(x), py(y));
-            }
-            let _ = writeln!(
-                s,
-                r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="2" stroke-linejoin="round" stroke-linecap="round"/>"#,
-                d.trim_end()
-            );
-            if let [(x, y)] = p.points[..] {
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{:.2}" cy="{:.2}" r="3" fill="{colour}"/>"#,
-                    px(x),
-                    py(y)
-                );
+            if let [point] = p.points[..] {
+                chart
+                    .draw_series([Circle::new(point, 3, colour.filled())])
+                    .map_err(draw_err)?;
             }
         }
 
-        // Axes, ticks and labels.
-        let _ = writeln!(
-            s,
-            r##"<rect x="{x0:.2}" y="{y0:.2}" width="{:.2}" height="{:.2}" fill="none" stroke="#333333" stroke-width="1"/>"##,
-            x1 - x0,
-            y1 - y0
-        );
-        let _ = writeln!(s, r##"<g stroke="#333333" stroke-width="1">"##);
-        for (v, _) in &x_axis.ticks {
-            let x = px(*v);
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x:.2}" y1="{y1:.2}" x2="{x:.2}" y2="{:.2}"/>"#,
-                y1 + TICK_LEN
-            );
-        }
-        for (v, _) in &y_axis.ticks {
-            let y = py(*v);
-            let _ = writeln!(
-                s,
-                r#"<line x1="{:.2}" y1="{y:.2}" x2="{x0:.2}" y2="{y:.2}"/>"#,
-                x0 - TICK_LEN
-            );
-        }
-        let _ = writeln!(s, "</g>");
-        let _ = writeln!(s, r##"<g fill="#333333">"##);
-        for (v, label) in &x_axis.ticks {
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.2}" y="{:.2}" text-anchor="middle">{}</text>"#,
-                px(*v),
-                y1 + TICK_LEN + 13.0,
-                escape_xml(label)
-            );
-        }
-        for (v, label) in &y_axis.ticks {
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.2}" y="{:.2}" text-anchor="end">{}</text>"#,
-                x0 - TICK_LEN - 3.0,
-                py(*v) + 4.0,
-                escape_xml(label)
-            );
-        }
-        let _ = writeln!(s, "</g>");
-        if !self.x_label.is_empty() {
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.2}" y="{:.2}" text-anchor="middle" font-size="13">{}</text>"#,
-                (x0 + x1) / 2.0,
-                h - 14.0,
-                escape_xml(&self.x_label)
-            );
-        }
-        if !self.y_label.is_empty() {
-            let _ = writeln!(
-                s,
-                r#"<text transform="translate(18 {:.2}) rotate(-90)" text-anchor="middle" font-size="13">{}</text>"#,
-                (y0 + y1) / 2.0,
-                escape_xml(&self.y_label)
-            );
-        }
-
-        self.write_legend(&mut s, x1, y0);
-        let _ = writeln!(s, "</svg>");
-        Ok(s)
-    }
-
-    /// A legend box in the top-right corner of the plot area.
-    fn write_legend(&self, s: &mut String, right: f64, top: f64) {
-        let longest = self
-            .series
-            .iter()
-            .map(|se| se.label.chars().count())
-            .max()
-            .unwrap_or(0) as f64;
-        let row_h = 18.0;
-        let box_w = 10.0 + 22.0 + 6.0 + longest * CHAR_W + 10.0;
-        let box_h = 8.0 + row_h * self.series.len() as f64;
-        let bx = right - 8.0 - box_w;
-        let by = top + 8.0;
-        let _ = writeln!(s, r#"<g class="legend">"#);
-        let _ = writeln!(
-            s,
-            r##"<rect x="{bx:.2}" y="{by:.2}" width="{box_w:.2}" height="{box_h:.2}" fill="#ffffff" fill-opacity="0.85" stroke="#bbbbbb"/>"##
-        );
-        for (i, se) in self.series.iter().enumerate() {
-            let colour = PALETTE[i % PALETTE.len()];
-            let cy = by + 4.0 + row_h * (i as f64 + 0.5);
-            let lx = bx + 10.0;
-            if se.band.is_some() {
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{lx:.2}" y="{:.2}" width="22" height="10" fill="{colour}" fill-opacity="0.2"/>"#,
-                    cy - 5.0
-                );
-            }
-            let _ = writeln!(
-                s,
-                r#"<line x1="{lx:.2}" y1="{cy:.2}" x2="{:.2}" y2="{cy:.2}" stroke="{colour}" stroke-width="2"/>"#,
-                lx + 22.0
-            );
-            let _ = writeln!(
-                s,
-                r##"<text x="{:.2}" y="{:.2}" fill="#333333">{}</text>"##,
-                lx + 28.0,
-                cy + 4.0,
-                escape_xml(&se.label)
-            );
-        }
-        let _ = writeln!(s, "</g>");
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .margin(8)
+            .legend_area_size(SAMPLE_W + 8)
+            .label_font(font::regular(14.0).color(&INK))
+            .background_style(WHITE.mix(0.85))
+            .border_style(GRID)
+            .draw()
+            .map_err(draw_err)?;
+        Ok(())
     }
 
     /// Renders the chart and writes it to `path` as an SVG file.
@@ -610,56 +333,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nice_steps_are_round() {
-        assert_eq!(nice_step(200.0), 200.0);
-        assert_eq!(nice_step(0.13), 0.2);
-        assert_eq!(nice_step(2.2), 2.5);
-        assert_eq!(nice_step(3.3), 5.0);
-        assert_eq!(nice_step(7.0), 10.0);
-    }
-
-    #[test]
     fn tick_labels_are_compact() {
-        assert_eq!(fmt_tick(0.0, 1.0), "0");
-        assert_eq!(fmt_tick(200_000.0, 50_000.0), "200k");
-        assert_eq!(fmt_tick(1_200_000.0, 200_000.0), "1.2M");
-        assert_eq!(fmt_tick(1000.0, 200.0), "1k");
-        assert_eq!(fmt_tick(1500.0, 500.0), "1.5k");
-        assert_eq!(fmt_tick(-2.5, 2.5), "-2.5");
-        assert_eq!(fmt_tick(0.6000000000000001, 0.2), "0.6");
-        assert_eq!(fmt_tick(3e-5, 1e-5), "3e-5");
-        assert_eq!(fmt_tick(2e9, 1e9), "2G");
-        assert_eq!(fmt_pow10(-2), "0.01");
-        assert_eq!(fmt_pow10(3), "1k");
-        assert_eq!(fmt_pow10(-7), "1e-7");
+        let labels = [
+            0.0,
+            -0.0,
+            800.0,
+            1000.0,
+            1500.0,
+            200_000.0,
+            1_250_000.0,
+            2e9,
+            -2.5,
+        ];
+        let labels: Vec<String> = labels.iter().map(compact).collect();
+        let expected = ["0", "0", "800", "1k", "1.5k", "200k", "1.25M", "2G", "-2.5"];
+        assert_eq!(labels, expected);
+        assert_eq!(compact(&0.6000000000000001), "0.6");
+        assert_eq!(compact(&0.001), "0.001");
+        assert_eq!(compact(&3e-5), "3e-5");
+        assert_eq!(compact(&1.2e20), "1.2e20");
     }
 
     #[test]
-    fn linear_axis_covers_data_with_round_ends() {
-        let a = Axis::linear(3.0, 97.0);
-        assert!(a.lo <= 3.0 && a.hi >= 97.0);
-        assert_eq!(a.lo, 0.0);
-        assert_eq!(a.hi, 100.0);
-        assert!(a.ticks.len() >= 4 && a.ticks.len() <= 12, "{:?}", a.ticks);
-        let flat = Axis::linear(5.0, 5.0);
-        assert!(flat.lo < 5.0 && flat.hi > 5.0);
-        assert!((flat.frac(5.0) - 0.5).abs() < 1e-9);
-    }
-
-    #[test]
-    fn log_axis_spans_whole_decades() {
-        let a = Axis::log10(-2.3, 1.2);
-        assert_eq!((a.lo, a.hi), (-3.0, 2.0));
-        assert_eq!(a.ticks.len(), 6);
-        assert!(a.minor.is_empty(), "no minor grid over five decades");
-        assert_eq!(Axis::log10(-1.5, 0.7).minor.len(), 3 * 8);
-        let wide = Axis::log10(-300.0, 300.0);
-        assert!(wide.ticks.len() <= 10);
-    }
-
-    #[test]
-    fn escaping_drops_invalid_control_characters() {
-        assert_eq!(escape_xml("a\u{0}b\u{7}c\td"), "abc d");
-        assert_eq!(escape_xml("'&'"), "&apos;&amp;&apos;");
+    fn linear_ranges_are_never_empty_or_infinite() {
+        assert_eq!(linear(3.0, 97.0), 3.0..97.0);
+        assert_eq!(linear(5.0, 5.0), 4.5..5.5);
+        assert_eq!(linear(0.0, 0.0), -0.1..0.1);
+        let huge = linear(-f64::MAX, f64::MAX);
+        assert!((huge.end - huge.start).is_finite());
     }
 }

@@ -69,4 +69,16 @@ pub enum PlotError {
     /// The PNG encoder failed.
     #[error("png encoding failed: {0}")]
     Png(#[from] png::EncodingError),
+
+    /// Plotters failed to draw (a backend or font error).
+    #[error("drawing failed: {0}")]
+    Draw(String),
+}
+
+/// Converts a plotters drawing error.
+pub(crate) fn draw_err<E>(e: plotters::drawing::DrawingAreaErrorKind<E>) -> PlotError
+where
+    E: std::error::Error + Send + Sync,
+{
+    PlotError::Draw(e.to_string())
 }

@@ -1,8 +1,15 @@
-//! Stacked heatmap panels rendered to PNG.
+//! Stacked heatmap panels rendered to PNG with plotters' bitmap backend.
 
 use std::path::Path;
 
-use crate::{colormap, font, PlotError};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::chart::compact;
+use crate::error::draw_err;
+use crate::raster::{text_size, Raster};
+use crate::{font, PlotError};
 
 /// Largest width, in pixels, of a rendered figure.
 pub const MAX_WIDTH: usize = 4000;
@@ -13,16 +20,36 @@ pub const MAX_HEIGHT: usize = 8000;
 pub const DEFAULT_CELL: usize = 6;
 
 const MARGIN: usize = 10;
-const FONT_SCALE: usize = 2;
-const TITLE_H: usize = font::GLYPH_H * FONT_SCALE;
-const TITLE_GAP: usize = 4;
-const PANEL_GAP: usize = 12;
-/// Width of the frame drawn around each heatmap.
-const FRAME: usize = 1;
+/// Height of the band above each heatmap holding its title and colour key.
+const TITLE_H: usize = 24;
+/// Width of the row-index labels left of each heatmap.
+const Y_LABEL_W: usize = 40;
+/// Left edge of every heatmap.
+const HEAT_X: usize = MARGIN + Y_LABEL_W;
+/// Height of the time-step labels under each heatmap.
+const X_LABEL_H: usize = 22;
+/// Extra height under the last panel for the x axis title.
+const X_DESC_H: usize = 18;
+const PANEL_GAP: usize = 8;
+/// Room right of the widest heatmap for its last tick label.
+const RIGHT_PAD: usize = 16;
+/// Width of the colour key's gradient.
+const KEY_W: usize = 80;
+/// Height of the colour key's gradient.
+const KEY_H: usize = 10;
+/// Gap between a key label and the gradient.
+const KEY_PAD: usize = 5;
+/// Least gap between a title and its colour key.
+const KEY_GAP: usize = 16;
+/// Least pixels per time-step label and per row label.
+const X_LABEL_SPACING: usize = 36;
+const Y_LABEL_SPACING: usize = 30;
 
-const BACKGROUND: [u8; 3] = [255, 255, 255];
-const TEXT: [u8; 3] = [34, 34, 34];
-const FRAME_COLOUR: [u8; 3] = [150, 150, 150];
+const TITLE_SIZE: f64 = 18.0;
+const LABEL_SIZE: f64 = 14.0;
+
+const INK: RGBColor = RGBColor(34, 34, 34);
+const FRAME: RGBColor = RGBColor(120, 120, 120);
 
 /// A matrix shown as a heatmap.
 ///
@@ -139,8 +166,9 @@ impl Panel {
     }
 }
 
-/// Vertically stacked heatmap panels, each with its title above it,
-/// aligned to the left edge.
+/// Vertically stacked heatmap panels, each with its title and a colour key
+/// of its value range above it, row indices on the left and time steps
+/// below; the last panel's time axis is titled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
     /// Panels from top to bottom.
@@ -159,15 +187,15 @@ impl Default for Figure {
     }
 }
 
-/// Where a panel lands in the image.
+/// Where a panel lands in the image; its heatmap's left edge is `HEAT_X`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PanelPos {
-    /// Top of the title text.
+    /// Top of the title band.
     pub title_y: usize,
-    /// Left of cell (0, 0).
-    pub heat_x: usize,
     /// Top of cell (0, 0).
     pub heat_y: usize,
+    /// Left of the colour key's gradient; it is centred in the title band.
+    pub key_x: usize,
 }
 
 /// Pixel layout of a figure.
@@ -177,6 +205,24 @@ pub(crate) struct Layout {
     pub height: usize,
     pub cell: usize,
     pub panels: Vec<PanelPos>,
+}
+
+/// The colour of `v` in the colour range `lo..hi` (mid-range when flat).
+fn colour(v: f64, (lo, hi): (f32, f32)) -> RGBColor {
+    if lo < hi {
+        ViridisRGB::get_color_normalized(v, lo.into(), hi.into())
+    } else {
+        ViridisRGB::get_color(0.5)
+    }
+}
+
+/// The labels of a colour key for the range `lo..hi`.
+fn key_labels((lo, hi): (f32, f32)) -> [String; 2] {
+    [compact(&lo.into()), compact(&hi.into())]
+}
+
+fn text_width(text: &str, size: f64, style: FontStyle) -> Result<usize, PlotError> {
+    Ok(text_size(text, size, style)?.0 as usize)
 }
 
 impl Figure {
@@ -198,8 +244,8 @@ impl Figure {
         self.panels.iter().map(Panel::validate).collect()
     }
 
-    /// Computes the layout; the panels must already be validated.
-    pub(crate) fn layout(&self) -> Result<Layout, PlotError> {
+    /// Computes the layout of validated panels with colour ranges `ranges`.
+    pub(crate) fn layout(&self, ranges: &[(f32, f32)]) -> Result<Layout, PlotError> {
         let n = self.panels.len();
         let max_cols = self.panels.iter().map(|p| p.cols).max().unwrap_or(0).max(1);
         let total_rows = self
@@ -207,11 +253,10 @@ impl Figure {
             .iter()
             .fold(0usize, |acc, p| acc.saturating_add(p.rows))
             .max(1);
-        let per_panel = TITLE_H + TITLE_GAP + 2 * FRAME;
-        let overhead_h = (2 * MARGIN)
-            .saturating_add(n.saturating_mul(per_panel))
+        let overhead_w = HEAT_X + RIGHT_PAD;
+        let overhead_h = (2 * MARGIN + X_DESC_H)
+            .saturating_add(n.saturating_mul(TITLE_H + X_LABEL_H))
             .saturating_add((n - 1).saturating_mul(PANEL_GAP));
-        let overhead_w = 2 * MARGIN + 2 * FRAME;
 
         let fit_w = MAX_WIDTH.saturating_sub(overhead_w) / max_cols;
         let fit_h = MAX_HEIGHT.saturating_sub(overhead_h) / total_rows;
@@ -225,77 +270,53 @@ impl Figure {
             });
         }
 
-        let heat_w = max_cols * cell + 2 * FRAME;
-        let title_w = self
-            .panels
-            .iter()
-            .map(|p| font::text_width(&p.title, FONT_SCALE))
-            .max()
-            .unwrap_or(0);
-        let width = (heat_w.max(title_w) + 2 * MARGIN).min(MAX_WIDTH);
-
         let mut y = MARGIN;
+        let mut content_w = 0usize;
         let mut panels = Vec::with_capacity(n);
-        for (i, p) in self.panels.iter().enumerate() {
-            if i > 0 {
-                y += PANEL_GAP;
-            }
-            let title_y = y;
-            y += TITLE_H + TITLE_GAP;
+        for (p, &range) in self.panels.iter().zip(ranges) {
+            let title_w = text_width(&font::clean(&p.title), TITLE_SIZE, FontStyle::Bold)?;
+            let [lo, hi] = key_labels(range);
+            let key_lo_w = text_width(&lo, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
+            let key_hi_w = text_width(&hi, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
+            // The key ends at the heatmap's right edge unless the title needs the room.
+            let key_end =
+                (p.cols * cell).max(title_w.saturating_add(KEY_GAP + key_lo_w + KEY_W + key_hi_w));
+            content_w = content_w.max(key_end);
             panels.push(PanelPos {
-                title_y,
-                heat_x: MARGIN + FRAME,
-                heat_y: y + FRAME,
+                title_y: y,
+                heat_y: y + TITLE_H,
+                key_x: HEAT_X + key_end - key_hi_w - KEY_W,
             });
-            y += p.rows * cell + 2 * FRAME;
+            y += TITLE_H + p.rows * cell + X_LABEL_H + PANEL_GAP;
         }
         Ok(Layout {
-            width,
-            height: y + MARGIN,
+            width: (HEAT_X + RIGHT_PAD)
+                .saturating_add(content_w)
+                .min(MAX_WIDTH),
+            height: y - PANEL_GAP + X_DESC_H + MARGIN,
             cell,
             panels,
         })
     }
 
-    /// Renders the figure to an RGB pixel buffer (row-major, 3 bytes per pixel).
+    /// Renders the figure into an RGB pixel buffer (row-major, 3 bytes per
+    /// pixel) and returns it with its layout.
     pub(crate) fn render_rgb(&self) -> Result<(Layout, Vec<u8>), PlotError> {
         let ranges = self.validate()?;
-        let layout = self.layout()?;
-        let mut canvas = Canvas::new(layout.width, layout.height);
-        let cell = layout.cell;
-        for ((panel, pos), &(lo, hi)) in self.panels.iter().zip(&layout.panels).zip(&ranges) {
-            font::for_each_pixel(
-                &panel.title,
-                MARGIN,
-                pos.title_y,
-                FONT_SCALE,
-                layout.width,
-                |x, y| canvas.set(x, y, TEXT),
-            );
-            let w = panel.cols * cell;
-            let h = panel.rows * cell;
-            canvas.frame(
-                pos.heat_x - FRAME,
-                pos.heat_y - FRAME,
-                w + 2 * FRAME,
-                h + 2 * FRAME,
-            );
-            let span = hi - lo;
-            for r in 0..panel.rows {
-                for c in 0..panel.cols {
-                    let v = panel.values[r * panel.cols + c];
-                    let t = if span > 0.0 { (v - lo) / span } else { 0.5 };
-                    canvas.fill(
-                        pos.heat_x + c * cell,
-                        pos.heat_y + r * cell,
-                        cell,
-                        cell,
-                        colormap::ramp(t),
-                    );
-                }
+        let layout = self.layout(&ranges)?;
+        let mut rgb = vec![255u8; layout.width * layout.height * 3];
+        {
+            // Both dimensions are capped far below u32::MAX.
+            let size = (layout.width as u32, layout.height as u32);
+            let root = Raster(BitMapBackend::with_buffer(&mut rgb, size)).into_drawing_area();
+            let panels = self.panels.iter().zip(&layout.panels).zip(ranges);
+            for (i, ((panel, pos), range)) in panels.enumerate() {
+                let last = i + 1 == self.panels.len();
+                draw_panel(&root, panel, pos, layout.cell, range, last)?;
             }
+            root.present().map_err(draw_err)?;
         }
-        Ok((layout, canvas.data))
+        Ok((layout, rgb))
     }
 
     /// Renders the figure as PNG file bytes.
@@ -306,16 +327,12 @@ impl Figure {
     pub fn render_png(&self) -> Result<Vec<u8>, PlotError> {
         let (layout, rgb) = self.render_rgb()?;
         let mut out = Vec::new();
-        {
-            // Both dimensions are capped far below u32::MAX.
-            let mut encoder =
-                png::Encoder::new(&mut out, layout.width as u32, layout.height as u32);
-            encoder.set_color(png::ColorType::Rgb);
-            encoder.set_depth(png::BitDepth::Eight);
-            let mut writer = encoder.write_header()?;
-            writer.write_image_data(&rgb)?;
-            writer.finish()?;
-        }
+        let mut encoder = png::Encoder::new(&mut out, layout.width as u32, layout.height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&rgb)?;
+        writer.finish()?;
         Ok(out)
     }
 
@@ -327,54 +344,95 @@ impl Figure {
     }
 }
 
-/// An RGB image filled with the background colour.
-struct Canvas {
-    width: usize,
-    height: usize,
-    data: Vec<u8>,
-}
+/// Draws one panel: title, colour key, cells, axes and tick labels.
+fn draw_panel(
+    root: &DrawingArea<Raster, Shift>,
+    panel: &Panel,
+    pos: &PanelPos,
+    cell: usize,
+    range: (f32, f32),
+    last: bool,
+) -> Result<(), PlotError> {
+    // The layout keeps every coordinate far below i32::MAX.
+    let px = |v: usize| v as i32;
+    let label_style = font::regular(LABEL_SIZE).color(&INK);
 
-impl Canvas {
-    fn new(width: usize, height: usize) -> Self {
-        let mut data = Vec::with_capacity(width * height * 3);
-        for _ in 0..width * height {
-            data.extend_from_slice(&BACKGROUND);
-        }
-        Self {
-            width,
-            height,
-            data,
-        }
+    // Title, then the colour key `lo [gradient] hi`, centred in the title band.
+    let mid = px(pos.title_y + TITLE_H / 2);
+    let at = |h| Pos::new(h, VPos::Center);
+    let title = font::bold(TITLE_SIZE).color(&INK).pos(at(HPos::Left));
+    root.draw(&Text::new(
+        font::clean(&panel.title),
+        (px(HEAT_X), mid),
+        title,
+    ))
+    .map_err(draw_err)?;
+    let (kx, ky) = (px(pos.key_x), mid - px(KEY_H / 2));
+    for x in 0..px(KEY_W) {
+        let c = ViridisRGB::get_color((f64::from(x) + 0.5) / KEY_W as f64);
+        root.draw(&Rectangle::new(
+            [(kx + x, ky), (kx + x + 1, ky + px(KEY_H))],
+            c.filled(),
+        ))
+        .map_err(draw_err)?;
+    }
+    root.draw(&Rectangle::new(
+        [(kx - 1, ky - 1), (kx + px(KEY_W), ky + px(KEY_H))],
+        FRAME,
+    ))
+    .map_err(draw_err)?;
+    let [lo, hi] = key_labels(range);
+    let (left, right) = (kx - px(KEY_PAD), kx + px(KEY_W + KEY_PAD));
+    for (label, x, h) in [(lo, left, HPos::Right), (hi, right, HPos::Left)] {
+        let style = label_style.pos(at(h));
+        root.draw(&Text::new(label, (x, mid), style))
+            .map_err(draw_err)?;
     }
 
-    fn set(&mut self, x: usize, y: usize, rgb: [u8; 3]) {
-        if x < self.width && y < self.height {
-            let i = (y * self.width + x) * 3;
-            self.data[i..i + 3].copy_from_slice(&rgb);
-        }
-    }
+    // The heatmap with its axes: the area left of and under the cells holds
+    // the tick labels, so the plotting area is exactly the cells. Cell
+    // (r, c) is centred on (c, r), so that plotters' round ticks fall on cell
+    // centres; each axis's range is 1/cell short of whole cells because
+    // plotters maps it onto the first to the last pixel, one pixel fewer
+    // than the cells take, and this way every cell gets `cell` pixels.
+    let (heat_w, heat_h) = (panel.cols * cell, panel.rows * cell);
+    let x_label_h = X_LABEL_H + if last { X_DESC_H } else { 0 };
+    let area = root.clone().shrink(
+        (px(MARGIN), px(pos.heat_y)),
+        (px(Y_LABEL_W + heat_w), px(heat_h + x_label_h)),
+    );
+    let end = |n: usize| n as f64 - 0.5 - 1.0 / cell as f64;
+    let mut chart = ChartBuilder::on(&area)
+        .x_label_area_size(px(x_label_h))
+        .y_label_area_size(px(Y_LABEL_W))
+        .build_cartesian_2d(-0.5..end(panel.cols), end(panel.rows)..-0.5)
+        .map_err(draw_err)?;
 
-    fn fill(&mut self, x: usize, y: usize, w: usize, h: usize, rgb: [u8; 3]) {
-        let x_end = x.saturating_add(w).min(self.width);
-        let y_end = y.saturating_add(h).min(self.height);
-        for yy in y.min(y_end)..y_end {
-            for xx in x.min(x_end)..x_end {
-                let i = (yy * self.width + xx) * 3;
-                self.data[i..i + 3].copy_from_slice(&rgb);
-            }
-        }
-    }
+    let cols = panel.cols;
+    chart
+        .draw_series(panel.values.iter().enumerate().map(|(i, &v)| {
+            let (r, c) = ((i / cols) as f64, (i % cols) as f64);
+            let fill = colour(v.into(), range).filled();
+            Rectangle::new([(c - 0.5, r - 0.5), (c + 0.5, r + 0.5)], fill)
+        }))
+        .map_err(draw_err)?;
 
-    /// A one-pixel outline of the rectangle.
-    fn frame(&mut self, x: usize, y: usize, w: usize, h: usize) {
-        if w == 0 || h == 0 {
-            return;
-        }
-        self.fill(x, y, w, 1, FRAME_COLOUR);
-        self.fill(x, y + h - 1, w, 1, FRAME_COLOUR);
-        self.fill(x, y, 1, h, FRAME_COLOUR);
-        self.fill(x + w - 1, y, 1, h, FRAME_COLOUR);
+    let index = |v: &f64| format!("{}", v.round().max(0.0) as usize);
+    let mut mesh = chart.configure_mesh();
+    // At most one label per cell keeps plotters' tick step at whole cells.
+    mesh.disable_mesh()
+        .x_labels((heat_w / X_LABEL_SPACING).clamp(1, panel.cols))
+        .y_labels((heat_h / Y_LABEL_SPACING).max(2).min(panel.rows))
+        .x_label_formatter(&index)
+        .y_label_formatter(&index)
+        .label_style(label_style.clone())
+        .axis_desc_style(font::regular(LABEL_SIZE + 1.0).color(&INK))
+        .axis_style(FRAME)
+        .set_all_tick_mark_size(3);
+    if last {
+        mesh.x_desc("time step");
     }
+    mesh.draw().map_err(draw_err)
 }
 
 #[cfg(test)]
@@ -388,16 +446,16 @@ mod tests {
     }
 
     impl Decoded {
-        fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        fn pixel(&self, x: usize, y: usize) -> RGBColor {
             let i = (y * self.width + x) * 3;
-            [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+            RGBColor(self.rgb[i], self.rgb[i + 1], self.rgb[i + 2])
         }
 
-        /// Non-background pixels in rows `y0..y1`.
-        fn ink(&self, y0: usize, y1: usize) -> usize {
+        /// Non-background pixels in rows `y0..y1` and columns `x0..x1`.
+        fn ink(&self, (x0, x1): (usize, usize), (y0, y1): (usize, usize)) -> usize {
             (y0..y1)
-                .flat_map(|y| (0..self.width).map(move |x| (x, y)))
-                .filter(|&(x, y)| self.pixel(x, y) != BACKGROUND)
+                .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+                .filter(|&(x, y)| self.pixel(x, y) != WHITE)
                 .count()
         }
     }
@@ -417,13 +475,21 @@ mod tests {
         }
     }
 
+    fn layout_of(fig: &Figure) -> Layout {
+        fig.layout(&fig.validate().unwrap()).unwrap()
+    }
+
     /// Centre pixel of cell (row, col) of panel `p`.
     fn cell_centre(layout: &Layout, p: usize, row: usize, col: usize) -> (usize, usize) {
         let pos = layout.panels[p];
         (
-            pos.heat_x + col * layout.cell + layout.cell / 2,
+            HEAT_X + col * layout.cell + layout.cell / 2,
             pos.heat_y + row * layout.cell + layout.cell / 2,
         )
+    }
+
+    fn viridis(t: f64) -> RGBColor {
+        ViridisRGB::get_color(t)
     }
 
     fn ramp_panel(title: &str, rows: usize, cols: usize) -> Panel {
@@ -434,43 +500,76 @@ mod tests {
     #[test]
     fn png_has_expected_size_and_colours() {
         let fig = Figure::new(vec![
-            ramp_panel("inputs", 3, 10),
+            ramp_panel("inputs", 3, 40),
             ramp_panel("write weightings", 8, 4),
         ]);
-        let layout = fig.layout().unwrap();
+        let layout = layout_of(&fig);
         let img = decode(&fig.render_png().unwrap());
-
-        let title_w = font::text_width("write weightings", FONT_SCALE);
-        let heat_w = 10 * DEFAULT_CELL + 2 * FRAME;
-        assert_eq!(img.width, title_w.max(heat_w) + 2 * MARGIN);
-        let expected_h =
-            2 * MARGIN + 2 * (TITLE_H + TITLE_GAP + 2 * FRAME) + PANEL_GAP + (3 + 8) * DEFAULT_CELL;
-        assert_eq!(img.height, expected_h);
         assert_eq!((img.width, img.height), (layout.width, layout.height));
+        assert_eq!(layout.cell, DEFAULT_CELL);
+        let expected_h =
+            2 * MARGIN + 2 * (TITLE_H + X_LABEL_H) + PANEL_GAP + X_DESC_H + (3 + 8) * DEFAULT_CELL;
+        assert_eq!(img.height, expected_h);
+        assert!(img.width >= MARGIN + Y_LABEL_W + 40 * DEFAULT_CELL + RIGHT_PAD);
 
-        // Min and max cells of the first panel use the two ends of the ramp.
+        // Every cell shows its own value: the min and max cells of the first
+        // panel use the two ends of the colour map.
         let (xa, ya) = cell_centre(&layout, 0, 0, 0);
-        let (xb, yb) = cell_centre(&layout, 0, 2, 9);
-        assert_eq!(img.pixel(xa, ya), colormap::ramp(0.0));
-        assert_eq!(img.pixel(xb, yb), colormap::ramp(1.0));
-        assert_ne!(img.pixel(xa, ya), img.pixel(xb, yb));
+        let (xb, yb) = cell_centre(&layout, 0, 2, 39);
+        assert_eq!(img.pixel(xa, ya), viridis(0.0));
+        assert_eq!(img.pixel(xb, yb), viridis(1.0));
+        let (x, y) = cell_centre(&layout, 0, 1, 0);
+        assert_eq!(img.pixel(x, y), viridis(40.0 / 119.0));
+        // Cells fill whole pixel squares: all corners of a cell share its colour.
+        let pos = layout.panels[1];
+        for (dx, dy) in [(0, 0), (DEFAULT_CELL - 1, 0), (0, DEFAULT_CELL - 1)] {
+            let (x, y) = (
+                HEAT_X + 2 * DEFAULT_CELL + dx,
+                pos.heat_y + DEFAULT_CELL + dy,
+            );
+            assert_eq!(img.pixel(x, y), viridis(6.0 / 31.0), "offset {dx},{dy}");
+        }
 
         // The second panel is narrower: right of it is background.
-        let (x, y) = cell_centre(&layout, 1, 0, 6);
-        assert_eq!(img.pixel(x, y), BACKGROUND);
+        let (x, y) = cell_centre(&layout, 1, 3, 10);
+        assert_eq!(img.pixel(x, y), WHITE);
     }
 
     #[test]
-    fn titles_are_drawn_in_the_title_band() {
-        let fig = Figure::new(vec![ramp_panel("READS (0)", 2, 5), ramp_panel("", 2, 5)]);
-        let layout = fig.layout().unwrap();
+    fn panels_have_titles_keys_and_tick_labels() {
+        let fig = Figure::new(vec![ramp_panel("READS (0)", 20, 30), ramp_panel("", 2, 30)]);
+        let layout = layout_of(&fig);
         let img = decode(&fig.render_png().unwrap());
-        let band = |p: usize| {
-            let y = layout.panels[p].title_y;
-            img.ink(y, y + TITLE_H)
-        };
-        assert!(band(0) > 20, "title text pixels expected, got {}", band(0));
-        assert_eq!(band(1), 0, "an empty title leaves the band blank");
+        let (p0, p1) = (layout.panels[0], layout.panels[1]);
+        // The band above the frame, left of the key.
+        let title_band = |p: PanelPos| img.ink((HEAT_X, p.key_x - 30), (p.title_y, p.heat_y - 1));
+        assert!(title_band(p0) > 50, "title text pixels expected");
+        assert_eq!(title_band(p1), 0, "an empty title leaves its place blank");
+
+        // The colour key runs from the low to the high end of the colour map.
+        let ky = p0.title_y + (TITLE_H - KEY_H) / 2 + KEY_H / 2;
+        assert_eq!(img.pixel(p0.key_x, ky), viridis(0.5 / KEY_W as f64));
+        assert_eq!(
+            img.pixel(p0.key_x + KEY_W - 1, ky),
+            viridis(1.0 - 0.5 / KEY_W as f64)
+        );
+
+        // Row labels left of the cells and time-step labels under them.
+        let heat_h = 20 * layout.cell;
+        let left = img.ink((MARGIN, HEAT_X - 4), (p0.heat_y, p0.heat_y + heat_h));
+        assert!(left > 30, "row tick labels expected, got {left} pixels");
+        let below = img.ink(
+            (HEAT_X, HEAT_X + 30 * layout.cell),
+            (p0.heat_y + heat_h + 4, p0.heat_y + heat_h + X_LABEL_H),
+        );
+        assert!(
+            below > 30,
+            "time-step tick labels expected, got {below} pixels"
+        );
+        // The last panel also carries the axis title under its labels.
+        let bottom = p1.heat_y + 2 * layout.cell + X_LABEL_H;
+        let desc = img.ink((0, img.width), (bottom, bottom + X_DESC_H));
+        assert!(desc > 30, "x axis title expected, got {desc} pixels");
     }
 
     #[test]
@@ -479,22 +578,22 @@ mod tests {
             Panel::new("w", 1, 3, vec![-5.0, 0.5, 9.0]).with_range(0.0, 1.0),
             Panel::new("flat", 1, 2, vec![3.0, 3.0]),
         ]);
-        let layout = fig.layout().unwrap();
+        let layout = layout_of(&fig);
         let img = decode(&fig.render_png().unwrap());
         let at = |p, c| {
             let (x, y) = cell_centre(&layout, p, 0, c);
             img.pixel(x, y)
         };
-        assert_eq!(at(0, 0), colormap::ramp(0.0));
-        assert_eq!(at(0, 1), colormap::ramp(0.5));
-        assert_eq!(at(0, 2), colormap::ramp(1.0));
-        assert_eq!(at(1, 0), colormap::ramp(0.5));
+        assert_eq!(at(0, 0), viridis(0.0));
+        assert_eq!(at(0, 1), viridis(0.5));
+        assert_eq!(at(0, 2), viridis(1.0));
+        assert_eq!(at(1, 0), viridis(0.5));
     }
 
     #[test]
     fn wide_figures_shrink_the_cell_to_fit() {
         let fig = Figure::new(vec![Panel::new("long run", 2, 2000, vec![0.5; 4000])]);
-        let layout = fig.layout().unwrap();
+        let layout = layout_of(&fig);
         assert!(layout.cell < DEFAULT_CELL);
         assert!(layout.width <= MAX_WIDTH);
         let img = decode(&fig.render_png().unwrap());
@@ -515,7 +614,7 @@ mod tests {
     fn zero_cell_counts_as_one() {
         let mut fig = Figure::new(vec![ramp_panel("a", 2, 3)]);
         fig.cell = 0;
-        assert_eq!(fig.layout().unwrap().cell, 1);
+        assert_eq!(layout_of(&fig).cell, 1);
         assert!(fig.render_png().is_ok());
     }
 

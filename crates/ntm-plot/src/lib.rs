@@ -1,16 +1,23 @@
-//! Dependency-light figures for Neural Turing Machine training runs.
+//! Figures for Neural Turing Machine training runs, drawn with
+//! [plotters](https://docs.rs/plotters).
 //!
-//! Two kinds of output, with no plotting framework and no font files:
+//! Two kinds of output:
 //!
 //! * **PNG heatmaps** ([`Figure`] of [`Panel`]s): vertically stacked
-//!   matrices with a title above each, in the style of the copy-task
-//!   figures of Graves et al. (2014) — inputs, targets, outputs, write and
-//!   read weightings over time. Time runs left to right; rows are channels or
-//!   memory locations. Titles use a small built-in 5x7 bitmap font and values
-//!   use a viridis-like colour ramp (dark purple for low, yellow for high).
+//!   matrices in the style of the copy-task figures of Graves et al. (2014) —
+//!   inputs, targets, outputs, write and read weightings over time. Time runs
+//!   left to right and rows (channels or memory locations) top to bottom,
+//!   with tick labels on both axes; values use the viridis colour map (dark
+//!   purple for low, yellow for high), and each panel's title sits beside a
+//!   colour key of its value range.
 //! * **SVG line charts** ([`LineChart`] of [`Series`]): learning curves with
-//!   round-valued ticks, compact labels (`200k`, `1.2M`), a legend, optional
-//!   translucent spread bands (e.g. over seeds) and an optional log10 y axis.
+//!   axes, plotters' round-valued ticks with compact labels (`200k`, `1.2M`),
+//!   axis titles, a legend, optional translucent spread bands (e.g. over
+//!   seeds) and an optional log10 y axis.
+//!
+//! All text is set in DejaVu Sans, compiled into the library (the `dejavu`
+//! crate) and laid out with `ab_glyph`: no system font is looked up, so a
+//! figure comes out the same on a machine without fonts.
 //!
 //! Bad input (empty or mis-shaped panels, NaN values) gives a [`PlotError`];
 //! nothing here prints or panics on user data.
@@ -36,10 +43,10 @@
 //! ```
 
 mod chart;
-mod colormap;
 mod error;
 mod font;
 mod heatmap;
+mod raster;
 
 pub use chart::{LineChart, Series, CHART_HEIGHT, CHART_WIDTH};
 pub use error::PlotError;
