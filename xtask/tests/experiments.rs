@@ -64,10 +64,10 @@ fn bad_experiment_files_are_errors() {
         .to_string()
         .contains("sorting"));
     assert!(
-        Experiment::parse(&base.replace("models.lstm", "models.rnn-ntm"))
+        Experiment::parse(&base.replace("models.lstm", "models.\"LSTM NTM\""))
             .unwrap_err()
             .to_string()
-            .contains("rnn-ntm")
+            .contains("LSTM NTM")
     );
     // Any controller x memory the registry knows is a model, not just the paper's three.
     assert!(Experiment::parse(&base.replace("models.lstm", "models.gru-ntm")).is_ok());
