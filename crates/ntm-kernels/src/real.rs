@@ -196,9 +196,24 @@ pub(crate) fn sigmoid<T: Real>(x: T) -> T {
     T::one() / (T::one() + (-x).exp_fast())
 }
 
+/// The logistic sigmoid with the standard exponential, in the two-branch form that never
+/// overflows: exact to rounding. The memory step's activations use it (a few dozen per head and
+/// step, where speed does not matter); the LSTM cell, which computes hundreds per step in a loop
+/// that must vectorise, uses [`sigmoid`]. Changing either form changes the last bits of every
+/// training run, and with them which seeds of a task generalise.
+#[inline]
+pub(crate) fn sigmoid_exact<T: Float>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{dot, dot3, sigmoid, sum, transpose, Real};
+    use super::{dot, dot3, sigmoid, sigmoid_exact, sum, transpose, Real};
 
     #[test]
     fn fast_f32_exp_and_ln_are_accurate() {
@@ -233,6 +248,23 @@ mod tests {
             assert!(s.is_finite() && (0.0..=1.0).contains(&s), "{x}: {s}");
         }
         assert_eq!(sigmoid(0f32), 0.5);
+    }
+
+    #[test]
+    fn both_sigmoids_agree_and_the_exact_one_matches_f64() {
+        for i in 0..=4000 {
+            let x = -40.0 + i as f32 * 0.02;
+            let want = 1.0 / (1.0 + (-(x as f64)).exp());
+            let (fast, exact) = (sigmoid(x) as f64, sigmoid_exact(x) as f64);
+            assert!(
+                (exact - want).abs() <= 2.0 * f32::EPSILON as f64 * want,
+                "{x}"
+            );
+            assert!((fast - want).abs() <= 1e-6 * want, "{x}");
+        }
+        assert_eq!(sigmoid_exact(-1e4f32), 0.0);
+        assert_eq!(sigmoid_exact(1e4f32), 1.0);
+        assert!(sigmoid_exact(f32::NAN).is_nan());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor
 use num_traits::Float;
 
 use crate::address::{head_backward, head_forward, row_norms, Dims, HeadCache};
-use crate::real::{dot, sigmoid, zeros, Real};
+use crate::real::{dot, sigmoid_exact as sigmoid, zeros, Real};
 use crate::storage::{cpu_slice, slice, storage, tensor_vec};
 use crate::write::{write_append, write_one_backward};
 
