@@ -64,7 +64,10 @@ where
             };
             let numeric = (eval(step)? - eval(-step)?) / (2.0 * step);
             let err = (analytic[i] - numeric).abs() / numeric.abs().max(1.0);
-            if err > report.max_error || report.checked == 0 {
+            // A NaN anywhere is the worst error and stays so: `err > NaN` is false, and a NaN
+            // `err` compares false against anything.
+            let worse = err.is_nan() || err > report.max_error;
+            if report.checked == 0 || (!report.max_error.is_nan() && worse) {
                 report.max_error = err;
                 report.worst = (vi, i);
             }
@@ -73,4 +76,47 @@ where
         var.set(&original)?;
     }
     Ok(report)
+}
+
+/// The largest `|a_i - b_i|`, NaN if any difference is NaN (where `f64::max` would drop it), and
+/// infinite if the lengths differ: for comparing two computations' gradients.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter().zip(b).fold(0.0, |worst, (x, y)| {
+        let d = (x - y).abs();
+        if worst.is_nan() || d.is_nan() {
+            f64::NAN
+        } else {
+            worst.max(d)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::{check_gradients, max_abs_diff};
+
+    #[test]
+    fn a_nan_gradient_after_a_good_one_fails_the_check() {
+        let x = Var::new(&[3f64, 1.0], &Device::Cpu).unwrap();
+        // sqrt(relu(x - 2)): a fine gradient at x = 3, probed first, and at x = 1 the relu's zero
+        // times sqrt's infinite slope at 0, a NaN.
+        let loss = || (x.as_tensor() - 2.0)?.relu()?.sqrt()?.sum_all();
+        let report = check_gradients(std::slice::from_ref(&x), loss, 1e-6, 8).unwrap();
+        assert_eq!(report.checked, 2);
+        assert!(report.max_error.is_nan(), "{report:?}");
+        assert_eq!(report.worst, (0, 1));
+    }
+
+    #[test]
+    fn max_abs_diff_keeps_nan() {
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+        assert!(max_abs_diff(&[1.0, f64::NAN, 2.0], &[1.0, 0.0, 9.0]).is_nan());
+        assert!(max_abs_diff(&[f64::NAN], &[0.0]).is_nan());
+        assert_eq!(max_abs_diff(&[1.0], &[]), f64::INFINITY);
+    }
 }

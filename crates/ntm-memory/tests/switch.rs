@@ -2,6 +2,7 @@
 //! own: no other test may run while the switch is off.
 
 use candle_core::{DType, Device, Tensor, Var};
+use ntm_addressing::gradcheck::max_abs_diff;
 use ntm_memory::{Memory, MemoryError, MemoryInit, NtmMemory, NtmMemoryConfig};
 use ntm_params::Params;
 
@@ -81,12 +82,7 @@ fn flipping_the_switch_mid_episode_converts_the_state() {
             (mixed.0 - fused.0).abs() < 1e-10,
             "{flips:?}: {mixed:?} vs {fused:?}"
         );
-        let worst = mixed
-            .1
-            .iter()
-            .zip(&fused.1)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let worst = max_abs_diff(&mixed.1, &fused.1);
         assert!(worst < 1e-9, "{flips:?}: gradient differs by {worst}");
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::{RwLock, RwLockReadGuard};
 
 use candle_core::{DType, Device, Tensor, Var};
-use ntm::addressing::gradcheck::check_gradients;
+use ntm::addressing::gradcheck::{check_gradients, max_abs_diff};
 use ntm::{ModelConfig, ModelRegistry, NtmError};
 use ntm_memory::{MemoryConfig, NtmMemoryConfig};
 
@@ -365,12 +365,7 @@ fn fused_and_unfused_memory_give_the_same_model() {
         );
         assert!((fused.0 - unfused.0).abs() < 1e-10 * fused.0.abs().max(1.0));
         let scale = unfused.1.iter().fold(0.0, |m: f64, g| m.max(g.abs()));
-        let worst = fused
-            .1
-            .iter()
-            .zip(&unfused.1)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let worst = max_abs_diff(&fused.1, &unfused.1);
         assert!(
             worst <= 1e-9 * scale.max(1.0) && !worst.is_nan(),
             "{worst} (largest gradient {scale})"
