@@ -414,18 +414,15 @@ fn default_clip() -> f64 {
 }
 
 impl Default for ModelConfig {
-    /// The LSTM NTM of the paper's copy task: LSTM controller of 100 units, NTM memory
-    /// 128 x 20 with one read and one write head.
+    /// The LSTM NTM of the paper's copy task: LSTM controller of 100 units, NTM memory with its
+    /// defaults (128 x 20, one read and one write head; [`ModelRegistry::resolve`] spells them
+    /// out), clip 20.
     fn default() -> Self {
-        // The built-in registry knows both names, so this cannot fail; the fallback keeps
-        // `Default` total anyway.
-        ModelRegistry::default()
-            .preset("lstm-ntm")
-            .unwrap_or_else(|_| Self {
-                controller: ControllerConfig::new("lstm", 100, 1),
-                memory: MemoryConfig::named("ntm"),
-                clip: default_clip(),
-            })
+        Self {
+            controller: ControllerConfig::new("lstm", 100, 1),
+            memory: MemoryConfig::named("ntm"),
+            clip: default_clip(),
+        }
     }
 }
 
