@@ -29,6 +29,7 @@
 //! ```
 
 pub mod experiment;
+pub mod faults;
 pub mod report;
 pub mod slurm;
 pub mod sweep;

@@ -20,6 +20,9 @@ Commands:
       --ntm PATH              use this ntm binary instead of building it
   report      rebuild DIR/REPORT.md from the run directories in DIR
       --out DIR
+  faults      throw bad input, faults and concurrency at the ntm binary and print a table
+      --kills N               random kill -9 rounds (default 30)
+      --ntm PATH              use this ntm binary instead of building it
 
 Finished runs are skipped and interrupted ones resume from their checkpoints, so running
 train-all again continues a sweep; results copied from several machines into one DIR merge
@@ -164,6 +167,31 @@ fn report_cmd(mut args: Args) -> Result<(), String> {
     Ok(())
 }
 
+fn faults_cmd(mut args: Args) -> Result<(), String> {
+    let kills = match args.value("--kills")? {
+        Some(k) => k
+            .parse()
+            .map_err(|_| format!("--kills {k}: expected a count"))?,
+        None => 30,
+    };
+    let ntm = args.value("--ntm")?;
+    args.finish()?;
+    let ntm = match ntm {
+        Some(p) => std::fs::canonicalize(&p).map_err(|e| format!("{p}: {e}"))?,
+        None => build_ntm()?,
+    };
+    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    let start = std::time::Instant::now();
+    let results = xtask::faults::run_corpus(&ntm, scratch.path(), kills)?;
+    print!("{}", xtask::faults::table(&results));
+    println!("({:.0} s)", start.elapsed().as_secs_f64());
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        return Err(format!("{failed} cases failed"));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.is_empty() || argv.iter().any(|a| a == "-h" || a == "--help") {
@@ -174,6 +202,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "train-all" => train_all(Args(argv)),
         "report" => report_cmd(Args(argv)),
+        "faults" => faults_cmd(Args(argv)),
         other => Err(format!("unknown command `{other}`\n\n{HELP}")),
     };
     match result {

@@ -94,6 +94,7 @@ pub fn run_one(run: &RunSpec, opts: &SweepOptions) -> Outcome {
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return Outcome::Failed(format!("{}: {e}", dir.display()));
     }
+    // The name `ntm train` allows beside a fresh run (its `files::LOG`).
     let log = dir.join("train.log");
     let outcome = if dir.join("summary.json").exists() {
         Outcome::Skipped

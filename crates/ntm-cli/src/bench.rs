@@ -32,11 +32,20 @@ pub struct BenchArgs {
 }
 
 /// Trains for `args.seconds` and reports sequences per second and milliseconds per time step.
-pub fn run(args: BenchArgs, dev: &Device, threads: usize) -> super::Result<()> {
+pub fn run(args: BenchArgs, dev: &Device, threads: usize, limit: f64) -> super::Result<()> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        return Err(format!(
+            "--seconds {}: expected a positive number of seconds",
+            args.seconds
+        )
+        .into());
+    }
     let mut sets = args.sets.clone();
     sets.push(format!("train.batch_size={}", args.batch));
     sets.push("train.val_sequences=1".into());
     let config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
+    let task = ntm_train::Registry::default().tasks.build(&config.task)?;
+    ntm_train::footprint::training(&config, task.as_ref()).check(limit)?;
     let mut trainer = Trainer::new(config, dev)?;
     for _ in 0..args.warmup {
         trainer.step()?;

@@ -12,13 +12,17 @@ mod figure;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ntm_tasks::Size;
 use ntm_train::trainer::files;
-use ntm_train::{EvalStats, Observer, Registry, RunConfig, StepStats, Trainer};
+use ntm_train::{
+    footprint, EvalStats, Observer, Registry, RunConfig, RunDir, StepStats, TrainError, Trainer,
+};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -69,6 +73,10 @@ struct Cli {
     /// tested against (the same function, slower), for comparisons.
     #[arg(long, global = true, value_enum, default_value_t = Kernels::Fused)]
     kernels: Kernels,
+    /// The memory, in GiB, a request may take; larger ones are refused before anything is
+    /// allocated (default: the memory available now).
+    #[arg(long, global = true, value_name = "GIB")]
+    memory_limit: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,22 +162,85 @@ struct ShowArgs {
 }
 
 fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        cuda if cuda.starts_with("cuda") => {
-            let ordinal = cuda
-                .strip_prefix("cuda")
-                .and_then(|s| s.strip_prefix(':'))
-                .map_or(Ok(0), str::parse)?;
-            Ok(Device::new_cuda(ordinal)?)
-        }
-        other => Err(format!("unknown device `{other}` (expected cpu or cuda[:N])").into()),
+    let Some(rest) = name.strip_prefix("cuda") else {
+        return match name {
+            "cpu" => Ok(Device::Cpu),
+            other => Err(format!("unknown device `{other}` (expected cpu, cuda or cuda:N)").into()),
+        };
+    };
+    let ordinal = match rest {
+        "" => 0,
+        _ => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                format!("device `{name}`: expected cuda or cuda:N with N a GPU number, like cuda:0")
+            })?,
+    };
+    if !cfg!(feature = "cuda") {
+        return Err(format!(
+            "device `{name}`: this build of ntm has no CUDA support; rebuild it with `--features cuda`"
+        )
+        .into());
+    }
+    Device::new_cuda(ordinal).map_err(|e| {
+        format!("device `{name}`: no usable CUDA GPU {ordinal} on this machine ({e})").into()
+    })
+}
+
+/// The memory a request may take, in bytes: `--memory-limit`, else what the OS reports as
+/// available now.
+fn memory_limit(gib: Option<f64>) -> Result<f64> {
+    match gib {
+        Some(g) if g.is_finite() && g > 0.0 => Ok(g * (1u64 << 30) as f64),
+        Some(g) => Err(format!("--memory-limit {g}: expected a positive number of GiB").into()),
+        None => Ok(available_memory().unwrap_or(ntm_train::footprint::ABSURD_BYTES)),
     }
 }
 
-struct Bar(ProgressBar);
+/// `MemAvailable` from `/proc/meminfo`, in bytes (Linux; `None` elsewhere). Read by hand: a
+/// system-information crate would add a large dependency for this one number.
+fn available_memory() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// The first SIGINT or SIGTERM asks the run to stop after the current update, with a
+/// checkpoint; a second one exits at once (the last checkpoint on disk stays intact, since
+/// checkpoints are replaced by rename).
+struct Signals {
+    stop: Arc<AtomicBool>,
+    which: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let which = Arc::new(AtomicUsize::new(0));
+        for signal in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag as the previous signal left it.
+            signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, stop.clone())?;
+            signal_hook::flag::register(signal, stop.clone())?;
+            signal_hook::flag::register_usize(signal, which.clone(), signal as usize)?;
+        }
+        Ok(Self { stop, which })
+    }
+
+    fn exit_code(&self) -> u8 {
+        128 + self.which.load(Ordering::SeqCst) as u8
+    }
+}
+
+struct Bar(ProgressBar, Arc<AtomicBool>);
 
 impl Observer for Bar {
+    fn should_stop(&mut self) -> bool {
+        self.1.load(Ordering::SeqCst)
+    }
+
     fn on_step(&mut self, s: &StepStats) {
         self.0.set_position(s.sequences);
         if s.step % 10 == 0 {
@@ -194,72 +265,98 @@ impl Observer for Bar {
     }
 }
 
-fn train(args: TrainArgs, dev: &Device) -> Result<()> {
+/// What ended a command that did not fail: success, or a signal after a checkpoint.
+enum Outcome {
+    Done,
+    Interrupted(u8),
+}
+
+fn train(args: TrainArgs, dev: &Device, limit: f64) -> Result<Outcome> {
     let mut sets = args.sets.clone();
     if let Some(seed) = args.seed {
         sets.push(format!("seed={seed}"));
     }
-    let (config, out) = if args.resume {
-        let out = args.out.clone().ok_or("--resume needs --out DIR")?;
-        let saved = std::fs::read_to_string(out.join(files::CONFIG))
-            .map_err(|e| format!("{}: {e}", out.join(files::CONFIG).display()))?;
-        (
-            RunConfig::resolve(
-                args.task.as_deref(),
-                args.model.as_deref(),
-                Some(&saved),
-                &sets,
-            )?,
-            out,
-        )
-    } else {
-        let file = match &args.config {
-            Some(path) => Some(
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-            ),
-            None => None,
-        };
-        let config = RunConfig::resolve(
-            args.task.as_deref(),
-            args.model.as_deref(),
-            file.as_deref(),
-            &sets,
-        )?;
-        let out = args.out.clone().unwrap_or_else(|| {
-            PathBuf::from("runs").join(format!(
-                "{}-{}-s{}",
-                config.task.name(),
-                config.model_name(),
-                config.seed
-            ))
-        });
-        (config, out)
+    if args.resume {
+        return resume(args, sets, dev);
+    }
+    let file = match &args.config {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
     };
+    let config = RunConfig::resolve(
+        args.task.as_deref(),
+        args.model.as_deref(),
+        file.as_deref(),
+        &sets,
+    )?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "{}-{}-s{}",
+            config.task.name(),
+            config.model_name(),
+            config.seed
+        ))
+    });
     if args.print_config {
         print!("{}", config.to_toml()?);
-        return Ok(());
+        return Ok(Outcome::Done);
     }
-    let checkpoint = out.join(files::CHECKPOINT);
-    if !args.resume && checkpoint.exists() {
+    let task = Registry::default().tasks.build(&config.task)?;
+    footprint::training(&config, task.as_ref()).check(limit)?;
+    if out.join(files::CHECKPOINT).exists() {
         return Err(format!(
             "{} already holds a run; pass --resume to continue it or choose another --out",
             out.display()
         )
         .into());
     }
-    let mut trainer = Trainer::new(config.clone(), dev)?;
-    if args.resume {
-        trainer.load_checkpoint(&checkpoint)?;
+    // Checked before the lock file is created too, so a user's directory is left untouched.
+    ntm_train::rundir::check_fresh_at(&out)?;
+    let trainer = Trainer::new(config, dev)?;
+    let dir = RunDir::acquire(&out)?;
+    dir.check_fresh()?;
+    run_training(trainer, &dir)
+}
+
+fn resume(args: TrainArgs, sets: Vec<String>, dev: &Device) -> Result<Outcome> {
+    let out = args.out.clone().ok_or("--resume needs --out DIR")?;
+    if args.config.is_some() {
+        return Err("--resume continues the run with its own config; --config is not taken (change budgets with --set train.max_sequences=N)".into());
     }
-    let limit = config.train.max_sequences;
+    if !out.join(files::CHECKPOINT).exists() {
+        return Err(format!("{} holds no checkpoint to resume", out.display()).into());
+    }
+    // Locked before anything is read, so no other writer changes the run underneath.
+    let dir = RunDir::acquire(&out)?;
+    let saved = ntm_train::run_config(&out)?;
+    let config = RunConfig::resolve(
+        args.task.as_deref(),
+        args.model.as_deref(),
+        Some(&saved.to_toml()?),
+        &sets,
+    )?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(Outcome::Done);
+    }
+    let mut trainer = Trainer::new(config, dev)?;
+    trainer.load_checkpoint(&dir.join(files::CHECKPOINT))?;
+    run_training(trainer, &dir)
+}
+
+fn run_training(mut trainer: Trainer, dir: &RunDir) -> Result<Outcome> {
+    let signals = Signals::install()?;
+    let config = trainer.config().clone();
     eprintln!(
         "training {} on {} ({} parameters) into {}",
         config.model_name(),
         config.task.name(),
         trainer.model().param_count(),
-        out.display()
+        dir.path().display()
     );
-    let bar = ProgressBar::new(limit);
+    let bar = ProgressBar::new(config.train.max_sequences);
     bar.set_style(
         ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} seq  {msg}",
@@ -267,8 +364,20 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
         .progress_chars("=> "),
     );
     bar.set_position(trainer.progress().sequences);
-    let mut observer = Bar(bar);
-    let summary = trainer.run(&out, &mut observer)?;
+    let mut observer = Bar(bar, signals.stop.clone());
+    let summary = match trainer.run_in(dir, &mut observer) {
+        Ok(summary) => summary,
+        Err(TrainError::Interrupted { step, dir }) => {
+            observer.0.finish_and_clear();
+            eprintln!(
+                "stopped by a signal after step {step}; checkpoint and metrics are in {}; continue with: ntm train --resume --out {}",
+                dir.display(),
+                dir.display()
+            );
+            return Ok(Outcome::Interrupted(signals.exit_code()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     observer.0.finish_and_clear();
     let target = config.train.target_cost;
     let converged = match summary.converged_at_sequences {
@@ -287,12 +396,15 @@ fn train(args: TrainArgs, dev: &Device) -> Result<()> {
         summary.sequences,
         summary.wall_seconds,
         summary.seq_per_s,
-        out.join(files::SUMMARY).display()
+        dir.join(files::SUMMARY).display()
     );
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-fn eval(args: EvalArgs, dev: &Device) -> Result<()> {
+fn eval(args: EvalArgs, dev: &Device, limit: f64) -> Result<()> {
+    if args.sequences == 0 {
+        return Err("--sequences 0: an evaluation needs at least one sequence".into());
+    }
     let run = ntm_train::load_run(&args.run, dev)?;
     let sizes = match args.lengths.clone() {
         Some(sizes) => sizes,
@@ -309,6 +421,16 @@ fn eval(args: EvalArgs, dev: &Device) -> Result<()> {
         .into());
     }
     let batch = run.config.train.val_batch;
+    for &size in &sizes {
+        footprint::inference(
+            run.config.model.as_ref(),
+            run.task.as_ref(),
+            Some(size),
+            args.sequences,
+            batch,
+        )
+        .check(limit)?;
+    }
     let mut results = Vec::new();
     for size in sizes {
         let stats = ntm_train::evaluate(
@@ -348,8 +470,25 @@ fn eval(args: EvalArgs, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-fn show(args: ShowArgs, dev: &Device) -> Result<()> {
+fn show(args: ShowArgs, dev: &Device, limit: f64) -> Result<()> {
     let run = ntm_train::load_run(&args.run, dev)?;
+    footprint::inference(
+        run.config.model.as_ref(),
+        run.task.as_ref(),
+        args.length,
+        1,
+        1,
+    )
+    .check(limit)?;
+    if let Some(steps) = run.task.max_steps(args.length) {
+        if steps > ntm_plot::MAX_WIDTH {
+            return Err(format!(
+                "a figure of {steps} time steps does not fit in {} pixels at one pixel per step; choose a shorter --length",
+                ntm_plot::MAX_WIDTH
+            )
+            .into());
+        }
+    }
     let (batch, probs, traces) = ntm_train::trace(
         run.model.as_ref(),
         run.task.as_ref(),
@@ -367,14 +506,15 @@ fn show(args: ShowArgs, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli, threads: usize) -> Result<()> {
+fn run(cli: Cli, threads: usize) -> Result<Outcome> {
+    let limit = memory_limit(cli.memory_limit)?;
     let dev = device(&cli.device)?;
     ntm::kernels::set_enabled(cli.kernels == Kernels::Fused);
     match cli.command {
-        Command::Train(a) => train(a, &dev),
-        Command::Eval(a) => eval(a, &dev),
-        Command::Show(a) => show(a, &dev),
-        Command::Bench(a) => bench::run(a, &dev, threads),
+        Command::Train(a) => train(a, &dev, limit),
+        Command::Eval(a) => eval(a, &dev, limit).map(|()| Outcome::Done),
+        Command::Show(a) => show(a, &dev, limit).map(|()| Outcome::Done),
+        Command::Bench(a) => bench::run(a, &dev, threads, limit).map(|()| Outcome::Done),
     }
 }
 
@@ -394,7 +534,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = set_threads(cli.threads);
     match run(cli, threads) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted(code)) => ExitCode::from(code),
         Err(e) => {
             // One line, whatever the underlying message looks like.
             let message = e

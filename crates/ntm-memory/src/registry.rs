@@ -47,11 +47,16 @@ impl MemoryConfig {
 
     /// The options read as the typed settings `C`.
     pub fn settings<C: DeserializeOwned>(&self) -> Result<C> {
-        toml::Value::Table(self.options.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                MemoryError::Config(format!("memory `{}`: {}", self.kind, e.message()))
-            })
+        serde_path_to_error::deserialize(toml::Value::Table(self.options.clone())).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                MemoryError::Config(format!(
+                    "memory `{}`: `{}`: {}",
+                    self.kind,
+                    e.path(),
+                    e.inner().message()
+                ))
+            },
+        )
     }
 }
 

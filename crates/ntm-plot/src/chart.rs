@@ -323,7 +323,7 @@ impl LineChart {
     /// Renders the chart and writes it to `path` as an SVG file.
     pub fn save_svg(&self, path: &Path) -> Result<(), PlotError> {
         let svg = self.to_svg()?;
-        std::fs::write(path, svg)?;
+        crate::error::write_file(path, svg)?;
         Ok(())
     }
 }

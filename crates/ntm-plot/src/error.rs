@@ -63,8 +63,13 @@ pub enum PlotError {
     },
 
     /// Writing the output file failed.
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
 
     /// The PNG encoder failed.
     #[error("png encoding failed: {0}")]
@@ -73,6 +78,14 @@ pub enum PlotError {
     /// Plotters failed to draw (a backend or font error).
     #[error("drawing failed: {0}")]
     Draw(String),
+}
+
+/// Writes `bytes` to `path`, naming the file in an error.
+pub(crate) fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), PlotError> {
+    std::fs::write(path, bytes).map_err(|source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Converts a plotters drawing error.

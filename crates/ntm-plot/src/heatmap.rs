@@ -339,7 +339,7 @@ impl Figure {
     /// Renders the figure and writes it to `path` as a PNG file.
     pub fn save_png(&self, path: &Path) -> Result<(), PlotError> {
         let bytes = self.render_png()?;
-        std::fs::write(path, bytes)?;
+        crate::error::write_file(path, bytes)?;
         Ok(())
     }
 }

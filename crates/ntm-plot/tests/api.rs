@@ -218,7 +218,7 @@ fn files_are_written() {
         .ends_with("</svg>\n"));
 
     let missing = dir.join("no-such-dir").join("fig.png");
-    assert!(matches!(fig.save_png(&missing), Err(PlotError::Io(_))));
+    assert!(matches!(fig.save_png(&missing), Err(PlotError::Io { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

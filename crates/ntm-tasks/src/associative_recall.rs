@@ -93,6 +93,17 @@ impl Task for AssociativeRecallTask {
         CostKind::BitErrors
     }
 
+    fn max_steps(&self, size: Option<Size>) -> Option<usize> {
+        let c = &self.config;
+        let items = match size {
+            None => c.max_items,
+            Some(Size::Length(k)) if k >= 2 => k,
+            Some(_) => return None,
+        };
+        let il = c.item_length;
+        add(add(add(mul(il.checked_add(1), items), il), il), 2)
+    }
+
     fn batch(
         &self,
         batch_size: usize,

@@ -71,12 +71,12 @@ impl TaskConfig {
     /// The options read as the typed settings `C`: fields left out take `C::default()`'s
     /// values, unknown fields are an error if `C` denies them.
     pub fn settings<C: DeserializeOwned>(&self) -> Result<C, TaskError> {
-        toml::Value::Table(self.options.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| TaskError::BadOptions {
+        serde_path_to_error::deserialize(toml::Value::Table(self.options.clone())).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| TaskError::BadOptions {
                 task: self.name.clone(),
-                reason: e.message().to_string(),
-            })
+                reason: format!("`{}`: {}", e.path(), e.inner().message()),
+            },
+        )
     }
 }
 

@@ -81,6 +81,15 @@ impl Task for CopyTask {
         CostKind::BitErrors
     }
 
+    fn max_steps(&self, size: Option<Size>) -> Option<usize> {
+        let length = match size {
+            None => self.config.max_length,
+            Some(Size::Length(l)) if l >= 1 => l,
+            Some(_) => return None,
+        };
+        add(mul(Some(length), 2), 1)
+    }
+
     fn batch(
         &self,
         batch_size: usize,

@@ -221,6 +221,14 @@ impl Task for NgramsTask {
         CostKind::CrossEntropyBits
     }
 
+    fn max_steps(&self, size: Option<Size>) -> Option<usize> {
+        match size {
+            None => self.config.length.checked_sub(1),
+            Some(Size::Length(n)) if n >= self.config.order.max(2) => Some(n - 1),
+            Some(_) => None,
+        }
+    }
+
     fn batch(
         &self,
         batch_size: usize,

@@ -86,6 +86,15 @@ impl Task for PrioritySortTask {
         CostKind::BitErrors
     }
 
+    fn max_steps(&self, size: Option<Size>) -> Option<usize> {
+        let inputs = match size {
+            None => self.config.inputs,
+            Some(Size::Length(n)) if n >= self.config.outputs => n,
+            Some(_) => return None,
+        };
+        add(add(Some(inputs), 1), self.config.outputs)
+    }
+
     fn batch(
         &self,
         batch_size: usize,

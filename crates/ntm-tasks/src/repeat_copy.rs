@@ -113,6 +113,19 @@ impl Task for RepeatCopyTask {
         CostKind::BitErrors
     }
 
+    fn max_steps(&self, size: Option<Size>) -> Option<usize> {
+        let c = &self.config;
+        let (length, repeats) = match size {
+            None => (c.max_length, c.max_repeats),
+            Some(Size::Length(l)) if l >= 1 => (l, c.max_repeats),
+            Some(Size::Repeat { length, repeats }) if length >= 1 && repeats >= 1 => {
+                (length, repeats)
+            }
+            Some(_) => return None,
+        };
+        add(add(add(mul(Some(repeats), length), 1), length), 1)
+    }
+
     fn batch(
         &self,
         batch_size: usize,

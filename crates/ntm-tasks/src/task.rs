@@ -63,6 +63,16 @@ pub trait Task: Send + Sync {
         rng: &mut dyn RngCore,
     ) -> Result<Batch, TaskError>;
 
+    /// The most time steps an episode of [`Task::batch`] can have at `size` (`None`: the
+    /// training distribution), computed without building one, so that a caller can check the
+    /// memory a request needs before allocating it. `None` when unknown, when it overflows, or
+    /// when the task cannot honour `size` (then [`Task::batch`] says why). Tasks of your own
+    /// may leave the default, which knows nothing.
+    fn max_steps(&self, size: Option<Size>) -> Option<usize> {
+        let _ = size;
+        None
+    }
+
     /// Bits per sequence of the Bayes-optimal predictor on `batch` (N-grams only; `None` for the
     /// other tasks and for batches whose shape does not fit the task).
     fn optimal_cost(&self, batch: &Batch) -> Option<f64> {

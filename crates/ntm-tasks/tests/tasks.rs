@@ -709,3 +709,26 @@ fn sequence_accessors() {
     );
     assert!(Sequence::try_zeros(usize::MAX, 2, 1).is_none());
 }
+
+#[test]
+fn max_steps_bounds_every_batch_without_building_one() {
+    let registry = ntm_tasks::TaskRegistry::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for name in registry.names() {
+        let task = registry.build(&ntm_tasks::TaskConfig::named(name)).unwrap();
+        let bound = task.max_steps(None).unwrap();
+        for _ in 0..20 {
+            let steps = task.batch(2, None, &mut rng).unwrap().steps();
+            assert!(steps <= bound, "{name}: {steps} > {bound}");
+        }
+        for &size in registry.eval_sizes(name) {
+            let exact = task.batch(1, Some(size), &mut rng).unwrap().steps();
+            let bound = task.max_steps(Some(size)).unwrap();
+            assert!(exact <= bound, "{name} at {size}: {exact} > {bound}");
+            if !matches!(size, Size::Length(_)) || name != "repeat-copy" {
+                assert_eq!(exact, bound, "{name} at {size}");
+            }
+        }
+        assert_eq!(task.max_steps(Some(Size::Length(0))), None, "{name}");
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ntm::params::Params;
 use serde::{Deserialize, Serialize};
 
@@ -33,24 +33,58 @@ pub struct Progress {
 const PROGRESS_KEY: &str = "ntm.progress";
 const CONFIG_KEY: &str = "ntm.config";
 
+/// What [`write_atomic`] appends to a file's name, before the process id, for its temporary.
+pub const TMP_SUFFIX: &str = ".tmp";
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
-/// crash leaves either the old file or the new one, never a torn one.
+/// crash leaves either the old file or the new one, never a torn one. On an error the temporary
+/// file is removed; after the rename the directory is synced, so the new name survives a power
+/// loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let mut tmp_name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
+    tmp_name.push(format!("{TMP_SUFFIX}{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(source) = written {
+        // The write failed (a full disk, say): do not leave the partial file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(TrainError::Io { path: tmp, source });
+    }
+    if let Err(source) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    sync_parent(path)
+}
+
+/// Syncs the directory holding `path`, where the platform can (directories cannot be opened
+/// as files on Windows).
+fn sync_parent(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| TrainError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Saves `params` (as `model.<name>`), extra tensors (optimiser state), the run's config text
@@ -68,6 +102,12 @@ pub fn save(
         .map(|(name, var)| (format!("model.{name}"), var.as_tensor().clone()))
         .collect();
     tensors.extend(extra.iter().cloned());
+    if let Some(why) = non_finite(tensors.iter().map(|(n, t)| (n.as_str(), t)))? {
+        return Err(TrainError::Checkpoint(format!(
+            "refusing to write {}: {why}",
+            path.display()
+        )));
+    }
     let metadata = HashMap::from([
         (
             PROGRESS_KEY.to_string(),
@@ -113,11 +153,34 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         .ok_or_else(|| corrupt("no run config in metadata".into()))?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| corrupt(format!("unreadable tensors ({e})")))?;
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    if let Some(why) = non_finite(names.into_iter().map(|n| (n.as_str(), &tensors[n])))? {
+        return Err(corrupt(why));
+    }
     Ok(Checkpoint {
         tensors,
         config,
         progress,
     })
+}
+
+/// Describes the non-finite values among `tensors`, if there are any: how many, and the first
+/// tensor that holds one.
+fn non_finite<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> Result<Option<String>> {
+    let mut total = 0usize;
+    let mut first = None;
+    for (name, t) in tensors {
+        let values = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 && first.is_none() {
+            first = Some(name.to_string());
+        }
+        total += bad;
+    }
+    Ok(first.map(|name| {
+        format!("it holds {total} non-finite values (NaN or infinite), the first in `{name}`")
+    }))
 }
 
 /// Copies the `model.<name>` tensors of a checkpoint into `params`, checking that every
@@ -137,7 +200,7 @@ pub fn restore_params(params: &Params, tensors: &HashMap<String, Tensor>) -> Res
                 var.dims()
             )));
         }
-        var.set(&t.to_dtype(var.dtype())?)?;
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
     let expected = params.names().len();
     let stored = tensors.keys().filter(|k| k.starts_with("model.")).count();

@@ -272,10 +272,7 @@ impl Registry {
         let mut merged = toml::Table::try_from(defaults)
             .map_err(|e| TrainError::Config(format!("cannot serialise defaults: {e}")))?;
         merge(&mut merged, overlay);
-        let config: RunConfig = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
-        self.check(config)
+        self.check(from_table(merged)?)
     }
 
     /// The name of the model a run asks for, from the command line's `model`, else the kinds in
@@ -413,9 +410,7 @@ impl RunConfig {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))?;
         upgrade_legacy_model(&mut table);
-        let config: RunConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
+        let config = from_table(table)?;
         config.validate()?;
         Ok(config)
     }
@@ -465,6 +460,104 @@ impl TrainConfig {
     }
 }
 
+/// The keys a resumed run may change: budgets and how often it writes, nothing that changes
+/// what is computed.
+pub const RESUMABLE_KEYS: [&str; 4] = [
+    "train.max_sequences",
+    "train.max_seconds",
+    "train.log_every",
+    "train.checkpoint_every",
+];
+
+/// One value of a run's configuration that differs between two versions of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// The dotted key, `train.max_sequences`.
+    pub key: String,
+    /// The value before, as TOML (`None`: absent).
+    pub from: Option<String>,
+    /// The value after.
+    pub to: Option<String>,
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "absent".into());
+        write!(
+            f,
+            "`{}` from {} to {}",
+            self.key,
+            show(&self.from),
+            show(&self.to)
+        )
+    }
+}
+
+impl RunConfig {
+    /// Every value that differs between `self` and `other`, by dotted key, in key order.
+    pub fn changes_to(&self, other: &RunConfig) -> Result<Vec<ConfigChange>> {
+        let flat = |c: &RunConfig| -> Result<std::collections::BTreeMap<String, String>> {
+            let value = toml::Value::try_from(c)
+                .map_err(|e| TrainError::Config(format!("cannot serialise config: {e}")))?;
+            let mut out = std::collections::BTreeMap::new();
+            flatten("", &value, &mut out);
+            Ok(out)
+        };
+        let (a, b) = (flat(self)?, flat(other)?);
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| ConfigChange {
+                key: k.clone(),
+                from: a.get(k).cloned(),
+                to: b.get(k).cloned(),
+            })
+            .collect())
+    }
+
+    /// The changes from `self` (a run's saved configuration) to `other` that a resumed run may
+    /// make; any other change is an error that names its key.
+    pub fn resume_changes(&self, other: &RunConfig) -> Result<Vec<ConfigChange>> {
+        let changes = self.changes_to(other)?;
+        if let Some(bad) = changes
+            .iter()
+            .find(|c| !RESUMABLE_KEYS.contains(&c.key.as_str()))
+        {
+            return Err(TrainError::Config(format!(
+                "a resumed run cannot change {bad}: the run was trained with the first; only {} may change on resume",
+                RESUMABLE_KEYS.join(", ")
+            )));
+        }
+        Ok(changes)
+    }
+}
+
+/// Writes every leaf of `value` into `out` under its dotted key; arrays are leaves.
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix.to_string(), leaf.to_string());
+        }
+    }
+}
+
 /// Deep-merges `over` into `base`: tables merge key by key, anything else replaces. A table
 /// whose `kind` changes (the optimiser) is replaced whole, since its fields depend on the kind.
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -482,6 +575,15 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// A run configuration from its table; an error names the key (`train.batch_size`).
+fn from_table(table: toml::Table) -> Result<RunConfig> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
+        |e: serde_path_to_error::Error<toml::de::Error>| {
+            TrainError::Config(format!("`{}`: {}", e.path(), e.inner().message()))
+        },
+    )
+}
+
 /// Applies `a.b.c=value`; the value is read as TOML (`3`, `1e-4`, `true`, `[100, 100]`,
 /// `"adam"`) and otherwise taken as a bare string (`adam`).
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
@@ -493,6 +595,11 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
     let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(TrainError::Config(format!(
+            "`--set {set}`: empty key (expected key=value, like train.batch_size=8)"
+        )));
+    }
     let Some((last, parents)) = keys.split_last() else {
         return Err(TrainError::Config(format!("`--set {set}`: empty key")));
     };

@@ -61,20 +61,23 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod footprint;
 pub mod loss;
 pub mod optim;
+pub mod rundir;
 pub mod trainer;
 
 use std::path::PathBuf;
 
 pub use checkpoint::Progress;
-pub use config::{default_model, Registry, RunConfig, RunParts, TrainConfig};
+pub use config::{default_model, ConfigChange, Registry, RunConfig, RunParts, TrainConfig};
 pub use loss::{bit_errors, masked_bce};
 pub use optim::{Optimizer, OptimizerConfig};
+pub use rundir::RunDir;
 pub use trainer::{
-    evaluate, load_run, load_run_with, make_batches, merge_stats, read_metrics, score,
-    score_logits, to_tensor, trace, EvalStats, LoadedRun, MetricsRecord, Observer, Quiet,
-    StepStats, Summary, Trainer,
+    evaluate, load_run, load_run_with, make_batches, merge_stats, read_changes, read_metrics,
+    run_config, score, score_logits, to_tensor, trace, ChangesRecord, EvalStats, LoadedRun,
+    MetricsRecord, Observer, Quiet, StepStats, Summary, Trainer,
 };
 
 /// Errors from training, checkpoints and configuration.
@@ -86,13 +89,63 @@ pub enum TrainError {
     /// A checkpoint is missing pieces, corrupt, or from another model.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    /// The loss or a gradient became NaN or infinite.
-    #[error("the {what} became non-finite at step {step}; stopping (the last checkpoint is kept)")]
+    /// The loss, a gradient, the parameters or the validation cost became NaN or infinite.
+    #[error("the {what} became non-finite at step {step}")]
     NonFinite {
-        /// The update that failed.
+        /// The update that failed (for the validation, the update it followed).
         step: u64,
-        /// `loss` or `gradient`.
+        /// `loss`, `gradient`, `parameters after the update` or `validation cost`.
         what: &'static str,
+    },
+    /// A run stopped on an error; says what its directory holds.
+    #[error("{cause}; {on_disk}")]
+    Stopped {
+        /// What went wrong.
+        cause: Box<TrainError>,
+        /// Where the last checkpoint is and of which step, or that none was written.
+        on_disk: String,
+    },
+    /// A signal asked the run to stop; a checkpoint of the last update was written first.
+    #[error("interrupted after step {step}: the checkpoint and metrics of that step are in {}", dir.display())]
+    Interrupted {
+        /// The last update applied and checkpointed.
+        step: u64,
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// Another process is writing to the run directory.
+    #[error("{} is in use by {holder}: one run directory takes one writer", path.display())]
+    Busy {
+        /// The run directory.
+        path: PathBuf,
+        /// Who holds its lock.
+        holder: String,
+    },
+    /// A directory a run would write to holds something else.
+    #[error("cannot write a run into {}: {why}", path.display())]
+    NotARun {
+        /// The directory.
+        path: PathBuf,
+        /// What is in the way.
+        why: String,
+    },
+    /// A request would need more memory than the limit allows.
+    #[error("{what} needs about {} but the limit is {} (raise the memory limit to allow it)", ntm::footprint::human_bytes(*needed), ntm::footprint::human_bytes(*limit))]
+    TooLarge {
+        /// What was asked for.
+        what: String,
+        /// Estimated bytes.
+        needed: f64,
+        /// The limit in bytes.
+        limit: f64,
+    },
+    /// A file of a run is not what this program writes.
+    #[error("{}: {why}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        why: String,
     },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]

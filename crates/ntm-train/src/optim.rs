@@ -126,6 +126,17 @@ impl Optimizer {
     /// An optimiser with zeroed moments over `vars`.
     pub fn new(config: OptimizerConfig, vars: Vec<(String, Var)>) -> Result<Self> {
         config.validate()?;
+        if let Some((name, var)) = vars.first() {
+            let lr = Tensor::new(config.lr(), &candle_core::Device::Cpu)?.to_dtype(var.dtype())?;
+            let lr = lr.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(TrainError::Config(format!(
+                    "learning rate {} is not a positive finite number in {:?}, the dtype of `{name}`",
+                    config.lr(),
+                    var.dtype()
+                )));
+            }
+        }
         let state = vars
             .iter()
             .map(|(_, v)| {
@@ -166,6 +177,10 @@ impl Optimizer {
     }
 
     /// Applies one update with the gradients `grads`, aligned with [`Optimizer::vars`].
+    ///
+    /// The new values are computed for every variable first and checked: if any of them is NaN
+    /// or infinite (a learning rate far too large, say), nothing changes and the error is
+    /// [`TrainError::NonFinite`] with `step` 0 (the trainer fills in its own step).
     pub fn step(&mut self, grads: &[Tensor]) -> Result<()> {
         if grads.len() != self.vars.len() {
             return Err(TrainError::Config(format!(
@@ -174,11 +189,11 @@ impl Optimizer {
                 self.vars.len()
             )));
         }
-        self.steps += 1;
-        let t = self.steps as i32;
-        for (((_, var), state), g) in self.vars.iter().zip(self.state.iter_mut()).zip(grads) {
+        let t = (self.steps + 1) as i32;
+        let mut updates = Vec::with_capacity(self.vars.len());
+        for (((_, var), state), g) in self.vars.iter().zip(&self.state).zip(grads) {
             let w = var.as_tensor();
-            match self.config {
+            updates.push(match self.config {
                 OptimizerConfig::Rmsprop {
                     lr,
                     alpha,
@@ -189,8 +204,7 @@ impl Optimizer {
                     let gbar = ((&state[1] * alpha)? + (g * (1.0 - alpha))?)?;
                     let denom = ((&n - gbar.sqr()?)? + eps)?.sqrt()?;
                     let delta = ((&state[2] * momentum)? - (g / denom)?.affine(lr, 0.0)?)?;
-                    var.set(&(w + &delta)?)?;
-                    *state = vec![n, gbar, delta];
+                    ((w + &delta)?, vec![n, gbar, delta])
                 }
                 OptimizerConfig::Adam {
                     lr,
@@ -203,11 +217,21 @@ impl Optimizer {
                     let m_hat = (&m / (1.0 - beta1.powi(t)))?;
                     let v_hat = (&v / (1.0 - beta2.powi(t)))?;
                     let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
-                    var.set(&(w - (update * lr)?)?)?;
-                    *state = vec![m, v];
+                    ((w - (update * lr)?)?, vec![m, v])
                 }
-            }
+            });
         }
+        if !all_finite(updates.iter().map(|(w, _)| w))? {
+            return Err(TrainError::NonFinite {
+                step: 0,
+                what: "parameters after the update",
+            });
+        }
+        for (((_, var), state), (w, s)) in self.vars.iter().zip(&mut self.state).zip(updates) {
+            var.set(&w)?;
+            *state = s;
+        }
+        self.steps += 1;
         Ok(())
     }
 
@@ -247,6 +271,27 @@ impl Optimizer {
         self.steps = steps;
         Ok(())
     }
+}
+
+/// Whether every value of `tensors` is finite, with one read from the device: `x * 0` is 0
+/// for a finite `x` and NaN otherwise, so the sum of those products is finite exactly when
+/// every value is.
+pub fn all_finite<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<bool> {
+    let mut total: Option<Tensor> = None;
+    for t in tensors {
+        let zero = t
+            .affine(0.0, 0.0)?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F32)?;
+        total = Some(match total {
+            Some(sum) => (sum + zero)?,
+            None => zero,
+        });
+    }
+    Ok(match total {
+        Some(sum) => sum.to_scalar::<f32>()?.is_finite(),
+        None => true,
+    })
 }
 
 /// Clips every gradient component to `[-limit, limit]` (the NTM paper uses 10).

@@ -12,9 +12,10 @@ use ntm_tasks::{Batch, CostKind, Sequence, Size, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, write_atomic, Progress};
-use crate::config::{Registry, RunConfig, RunParts, TrainConfig};
+use crate::config::{ConfigChange, Registry, RunConfig, RunParts, TrainConfig, RESUMABLE_KEYS};
 use crate::loss::{bit_errors, masked_bce};
 use crate::optim::{clip_global_norm, clip_values, Optimizer};
+use crate::rundir::RunDir;
 use crate::{Result, TrainError};
 
 /// File names inside a run directory.
@@ -27,6 +28,9 @@ pub mod files {
     pub const METRICS: &str = "metrics.jsonl";
     /// Written when a run ends.
     pub const SUMMARY: &str = "summary.json";
+    /// Where a driver (the sweep) keeps the output of the commands it runs; not written by
+    /// the trainer, but allowed beside a fresh run.
+    pub const LOG: &str = "train.log";
 }
 
 /// Seed of the validation set: fixed, so that runs with different seeds are scored alike.
@@ -131,6 +135,11 @@ pub trait Observer {
     fn on_step(&mut self, _stats: &StepStats) {}
     /// Called after every validation.
     fn on_eval(&mut self, _step: u64, _stats: &EvalStats) {}
+    /// Asked before every update: `true` stops the run after a checkpoint of the last update
+    /// (the command line answers it from SIGINT and SIGTERM).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -284,6 +293,10 @@ pub struct Trainer {
     optimizer: Optimizer,
     validation: Vec<Batch>,
     progress: Progress,
+    /// The step of the checkpoint this trainer loaded or last wrote, if any.
+    on_disk: Option<u64>,
+    /// Changes of the configuration since the loaded checkpoint, for the metrics.
+    changes: Vec<ConfigChange>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -340,6 +353,7 @@ impl Trainer {
     ) -> Result<Self> {
         config.validate()?;
         check_sizes(model.as_ref(), task.as_ref())?;
+        crate::footprint::training(&config, task.as_ref()).check(crate::footprint::ABSURD_BYTES)?;
         let optimizer =
             Optimizer::new(config.train.optimizer.clone(), model.params().named_vars())?;
         let t = &config.train;
@@ -358,16 +372,28 @@ impl Trainer {
             optimizer,
             validation,
             progress: Progress::default(),
+            on_disk: None,
+            changes: Vec::new(),
         })
     }
 
     /// Restores weights, optimiser moments and progress from a checkpoint of this configuration.
+    ///
+    /// The checkpoint's own configuration is the run's: this trainer's may differ from it only
+    /// in [`RESUMABLE_KEYS`](crate::config::RESUMABLE_KEYS) (budgets and how often the run
+    /// writes). Any other difference is an error naming the key; the accepted ones are
+    /// recorded in the metrics at the step where the run resumes.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let ckpt = checkpoint::load(path, self.model.params().device())?;
+        let saved = RunConfig::from_toml(&ckpt.config)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: its config: {e}", path.display())))?;
+        let changes = saved.resume_changes(&self.config)?;
         checkpoint::restore_params(self.model.params(), &ckpt.tensors)?;
         self.optimizer
             .load_state(&ckpt.tensors, ckpt.progress.step)?;
+        self.on_disk = Some(ckpt.progress.step);
         self.progress = ckpt.progress;
+        self.changes = changes;
         Ok(())
     }
 
@@ -387,10 +413,18 @@ impl Trainer {
         &self.config
     }
 
-    /// Changes the budgets and stopping rules (for a resumed run), keeping everything else.
-    pub fn set_train_limits(&mut self, max_sequences: u64, max_seconds: f64) {
+    /// Changes the budgets (for a resumed run), keeping everything else; the change is
+    /// recorded in the metrics at the step where the run resumes.
+    pub fn set_train_limits(&mut self, max_sequences: u64, max_seconds: f64) -> Result<()> {
+        let before = self.config.clone();
         self.config.train.max_sequences = max_sequences;
         self.config.train.max_seconds = max_seconds;
+        self.config.validate()?;
+        for change in before.changes_to(&self.config)? {
+            self.changes.retain(|c| c.key != change.key);
+            self.changes.push(change);
+        }
+        Ok(())
     }
 
     /// The model being trained.
@@ -442,7 +476,10 @@ impl Trainer {
                 what: "gradient",
             });
         }
-        self.optimizer.step(&grads)?;
+        self.optimizer.step(&grads).map_err(|e| match e {
+            TrainError::NonFinite { what, .. } => TrainError::NonFinite { step, what },
+            other => other,
+        })?;
         self.progress.step = step;
         self.progress.sequences += batch.batch_size() as u64;
         let stats = score_logits(&logits, self.task.as_ref(), &batch)?;
@@ -456,14 +493,21 @@ impl Trainer {
         })
     }
 
-    /// Cost on the fixed validation set.
+    /// Cost on the fixed validation set; a non-finite cost or loss is an error.
     pub fn validate(&self) -> Result<EvalStats> {
         let parts = self
             .validation
             .iter()
             .map(|b| score(self.model.as_ref(), self.task.as_ref(), b))
             .collect::<Result<Vec<_>>>()?;
-        Ok(merge_stats(&parts))
+        let stats = merge_stats(&parts);
+        if !(stats.cost.is_finite() && stats.loss_bits.is_finite()) {
+            return Err(TrainError::NonFinite {
+                step: self.progress.step,
+                what: "validation cost",
+            });
+        }
+        Ok(stats)
     }
 
     fn done(&self) -> bool {
@@ -475,20 +519,75 @@ impl Trainer {
 
     /// Trains until a budget is spent or the target is met, writing metrics, checkpoints and
     /// finally `summary.json` into `dir`. Call [`Trainer::load_checkpoint`] first to resume.
+    ///
+    /// The directory is locked for the whole run ([`RunDir`]). A fresh run needs it empty or
+    /// holding a run that never wrote a checkpoint. An error names what went wrong and what the
+    /// directory holds; a stop asked for by [`Observer::should_stop`] first writes a checkpoint
+    /// and is [`TrainError::Interrupted`].
     pub fn run(&mut self, dir: &Path, observer: &mut dyn Observer) -> Result<Summary> {
-        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        write_atomic(&dir.join(files::CONFIG), self.config.to_toml()?.as_bytes())?;
+        let dir = RunDir::acquire(dir)?;
+        if self.on_disk.is_none() {
+            dir.check_fresh()?;
+        }
+        self.run_in(&dir, observer)
+    }
+
+    /// [`Trainer::run`] in a directory already locked (and checked) by the caller.
+    pub fn run_in(&mut self, dir: &RunDir, observer: &mut dyn Observer) -> Result<Summary> {
+        match self.train_in(dir, observer) {
+            Ok(summary) => Ok(summary),
+            Err(e @ (TrainError::Interrupted { .. } | TrainError::Busy { .. })) => Err(e),
+            Err(cause) => {
+                let on_disk = match self.on_disk {
+                    Some(step) => format!(
+                        "the checkpoint in {} is of step {step} and is kept",
+                        dir.path().display()
+                    ),
+                    None => format!("no checkpoint was written to {}", dir.path().display()),
+                };
+                Err(TrainError::Stopped {
+                    cause: Box::new(cause),
+                    on_disk,
+                })
+            }
+        }
+    }
+
+    fn checkpoint_to(&mut self, path: &Path) -> Result<()> {
+        self.save_checkpoint(path)?;
+        self.on_disk = Some(self.progress.step);
+        Ok(())
+    }
+
+    fn train_in(&mut self, dir: &RunDir, observer: &mut dyn Observer) -> Result<Summary> {
+        // The metrics are read (and refused if they are not this program's) before anything
+        // in the directory is written.
         let mut metrics = MetricsWriter::open(&dir.join(files::METRICS), self.progress.step)?;
+        write_atomic(&dir.join(files::CONFIG), self.config.to_toml()?.as_bytes())?;
+        if !self.changes.is_empty() {
+            metrics.write_changes(self.progress.step, &std::mem::take(&mut self.changes))?;
+        }
         let checkpoint_path = dir.join(files::CHECKPOINT);
         let t = self.config.train.clone();
         let session = Instant::now();
         let wall_before = self.progress.wall_seconds;
         let mut window = Window::default();
         let mut last_eval: Option<(u64, EvalStats)> = None;
+        let mut last: Option<StepStats> = None;
         while !self.done() {
+            if observer.should_stop() {
+                self.progress.wall_seconds = wall_before + session.elapsed().as_secs_f64();
+                if let Some(stats) = last.filter(|_| window.steps > 0) {
+                    metrics.write(&window.record(&stats, self.progress.wall_seconds))?;
+                }
+                if self.on_disk != Some(self.progress.step) {
+                    self.checkpoint_to(&checkpoint_path)?;
+                }
+                return Err(TrainError::Interrupted {
+                    step: self.progress.step,
+                    dir: dir.path().to_path_buf(),
+                });
+            }
             let stats = self.step()?;
             self.progress.wall_seconds = wall_before + session.elapsed().as_secs_f64();
             window.add(&stats);
@@ -515,19 +614,18 @@ impl Trainer {
                 metrics.write(&r)?;
             }
             if stats.step % t.checkpoint_every == 0 {
-                self.save_checkpoint(&checkpoint_path)?;
+                self.checkpoint_to(&checkpoint_path)?;
             }
+            last = Some(stats);
         }
+        // The closing validation reports; it does not count toward the target's streak, so a
+        // run stopped by a budget and resumed converges where an uninterrupted one does.
         let val = match last_eval {
             Some((step, val)) if step == self.progress.step => val,
-            _ => {
-                let val = self.validate()?;
-                self.note_validation(&val);
-                val
-            }
+            _ => self.validate()?,
         };
         self.progress.wall_seconds = wall_before + session.elapsed().as_secs_f64();
-        self.save_checkpoint(&checkpoint_path)?;
+        self.checkpoint_to(&checkpoint_path)?;
         let p = &self.progress;
         let summary = Summary {
             task: self.task.name().to_string(),
@@ -614,6 +712,43 @@ impl Window {
     }
 }
 
+/// A line of `metrics.jsonl` that records configuration changes on resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangesRecord {
+    /// The step at which the run resumed with the changes.
+    pub step: u64,
+    /// What changed.
+    pub config_changes: Vec<ConfigChange>,
+}
+
+/// The lines of a metrics file as JSON values with their steps. A last line without its
+/// newline is a write cut short by a kill and is left out; any other line that is not a JSON
+/// object with a `step` is an error naming the file and the line.
+fn metrics_lines(path: &Path, text: &str) -> Result<Vec<(u64, serde_json::Value)>> {
+    let torn = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let parsed = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| Some((v.get("step")?.as_u64()?, v)));
+        match parsed {
+            Some(entry) => out.push(entry),
+            None if torn && i + 1 == lines.len() => {}
+            None => {
+                return Err(TrainError::Corrupt {
+                    path: path.to_path_buf(),
+                    why: format!(
+                        "line {} is not a metrics record of this program; fix or remove it",
+                        i + 1
+                    ),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Appends metrics lines; on resume, first drops lines past the checkpoint's step so the file
 /// reads as if the run had never stopped.
 struct MetricsWriter {
@@ -629,12 +764,10 @@ impl MetricsWriter {
         };
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(io)?;
-            let kept: String = text
-                .lines()
-                .filter(|line| {
-                    serde_json::from_str::<MetricsRecord>(line).is_ok_and(|r| r.step <= step)
-                })
-                .map(|line| format!("{line}\n"))
+            let kept: String = metrics_lines(path, &text)?
+                .into_iter()
+                .filter(|(s, _)| *s <= step)
+                .map(|(_, v)| format!("{v}\n"))
                 .collect();
             write_atomic(path, kept.as_bytes())?;
         }
@@ -649,25 +782,54 @@ impl MetricsWriter {
         })
     }
 
+    fn write_line<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        let mut line =
+            serde_json::to_string(value).map_err(|e| TrainError::Config(e.to_string()))?;
+        line.push('\n');
+        // One write per line, so a kill can only cut the last one short.
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|source| TrainError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     fn write(&mut self, record: &MetricsRecord) -> Result<()> {
-        let line = serde_json::to_string(record).map_err(|e| TrainError::Config(e.to_string()))?;
-        writeln!(self.file, "{line}").map_err(|source| TrainError::Io {
-            path: self.path.clone(),
-            source,
+        self.write_line(record)
+    }
+
+    fn write_changes(&mut self, step: u64, changes: &[ConfigChange]) -> Result<()> {
+        self.write_line(&ChangesRecord {
+            step,
+            config_changes: changes.to_vec(),
         })
     }
 }
 
-/// Reads a run directory's metrics.
+/// Reads a run directory's metrics records (the lines of [`ChangesRecord`]s are left out).
 pub fn read_metrics(dir: &Path) -> Result<Vec<MetricsRecord>> {
     let path = dir.join(files::METRICS);
     let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
         path: path.clone(),
         source,
     })?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    Ok(metrics_lines(&path, &text)?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_value(v).ok())
+        .collect())
+}
+
+/// The configuration changes recorded in a run directory's metrics.
+pub fn read_changes(dir: &Path) -> Result<Vec<ChangesRecord>> {
+    let path = dir.join(files::METRICS);
+    let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(metrics_lines(&path, &text)?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_value(v).ok())
         .collect())
 }
 
@@ -692,6 +854,47 @@ impl std::fmt::Debug for LoadedRun {
     }
 }
 
+/// The configuration of the run in `dir`: the one its checkpoint was trained with. The
+/// directory's `config.toml` must agree with it (budgets aside, which a resumed run may have
+/// changed); an edited one is an error naming the key.
+pub fn run_config(dir: &Path) -> Result<RunConfig> {
+    Ok(read_run(dir)?.0)
+}
+
+fn read_run(dir: &Path) -> Result<(RunConfig, checkpoint::Checkpoint)> {
+    let config_path = dir.join(files::CONFIG);
+    let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let written = RunConfig::from_toml(&text).map_err(|e| TrainError::Corrupt {
+        path: config_path.clone(),
+        why: e.to_string(),
+    })?;
+    let checkpoint_path = dir.join(files::CHECKPOINT);
+    let ckpt = checkpoint::load(&checkpoint_path, &Device::Cpu)?;
+    let config = RunConfig::from_toml(&ckpt.config).map_err(|e| {
+        TrainError::Checkpoint(format!("{}: its config: {e}", checkpoint_path.display()))
+    })?;
+    let drift = config
+        .changes_to(&written)?
+        .into_iter()
+        .find(|c| !RESUMABLE_KEYS.contains(&c.key.as_str()));
+    if let Some(c) = drift {
+        let show = |v: Option<String>| v.unwrap_or_else(|| "absent".into());
+        return Err(TrainError::Corrupt {
+            path: config_path,
+            why: format!(
+                "does not match the checkpoint, whose config is the run's: `{}` is {} in the checkpoint and {} here",
+                c.key,
+                show(c.from),
+                show(c.to)
+            ),
+        });
+    }
+    Ok((config, ckpt))
+}
+
 /// Loads the configuration and latest checkpoint of the run in `dir`, building its task and
 /// model from the built-in registry.
 pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
@@ -706,16 +909,9 @@ pub fn load_run_with<F>(dir: &Path, factory: F) -> Result<LoadedRun>
 where
     F: FnOnce(&RunConfig) -> Result<RunParts>,
 {
-    let config_path = dir.join(files::CONFIG);
-    let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
-        path: config_path.clone(),
-        source,
-    })?;
-    let config = RunConfig::from_toml(&text)?;
+    let (config, ckpt) = read_run(dir)?;
     let (task, model) = factory(&config)?;
     check_sizes(model.as_ref(), task.as_ref())?;
-    let device = model.params().device().clone();
-    let ckpt = checkpoint::load(&dir.join(files::CHECKPOINT), &device)?;
     checkpoint::restore_params(model.params(), &ckpt.tensors)?;
     Ok(LoadedRun {
         config,

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use ntm_train::trainer::files;
-use ntm_train::{read_metrics, Quiet, RunConfig, TrainError, Trainer};
+use ntm_train::{
+    read_changes, read_metrics, Observer, Quiet, RunConfig, RunDir, StepStats, TrainError, Trainer,
+};
 
 fn tiny(max_sequences: u64, extra: &[&str]) -> RunConfig {
     let mut sets: Vec<String> = [
@@ -129,13 +131,20 @@ fn a_nan_stops_training_naming_the_step_and_keeps_the_last_checkpoint() {
         .unwrap();
     let nan = Tensor::full(f32::NAN, var.dims(), &Device::Cpu).unwrap();
     var.set(&nan).unwrap();
-    trainer.set_train_limits(40, 0.0);
+    trainer.set_train_limits(40, 0.0).unwrap();
     let err = trainer.run(&dir, &mut Quiet).unwrap_err();
+    let TrainError::Stopped { cause, .. } = &err else {
+        panic!("{err}")
+    };
     assert!(
-        matches!(err, TrainError::NonFinite { step: 4, .. }),
+        matches!(**cause, TrainError::NonFinite { step: 4, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("step 4"), "{err}");
+    // The message tells the truth about what is on disk.
+    assert!(
+        err.to_string().contains("step 4") && err.to_string().contains("of step 3 and is kept"),
+        "{err}"
+    );
     assert_eq!(weights(&dir), before);
 }
 
@@ -153,7 +162,7 @@ fn bad_checkpoints_are_clear_errors() {
     let mut other = Trainer::new(tiny(4, &["model.controller.size=9"]), &Device::Cpu).unwrap();
     let err = other.load_checkpoint(&ckpt).unwrap_err().to_string();
     assert!(
-        err.contains("shape") && err.contains("does not match"),
+        err.contains("model.controller.size") && err.contains("cannot change"),
         "{err}"
     );
 
@@ -219,4 +228,257 @@ fn the_target_cost_stops_training_and_the_summary_says_so() {
         assert!(json.get(key).is_some(), "summary lacks {key}: {text}");
     }
     assert_eq!(json["task"], "copy");
+}
+
+/// Stops the run (as a signal would) once `after` updates have been applied in this session.
+struct StopAfter(u64);
+
+impl Observer for StopAfter {
+    fn on_step(&mut self, _: &StepStats) {
+        self.0 = self.0.saturating_sub(1);
+    }
+    fn should_stop(&mut self) -> bool {
+        self.0 == 0
+    }
+}
+
+fn resumed(config: RunConfig, dir: &Path) -> Trainer {
+    let mut t = Trainer::new(config, &Device::Cpu).unwrap();
+    t.load_checkpoint(&dir.join(files::CHECKPOINT)).unwrap();
+    t
+}
+
+#[test]
+fn a_stop_request_checkpoints_the_last_update_and_resuming_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, split) = (tmp.path().join("full"), tmp.path().join("split"));
+    Trainer::new(tiny(40, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&full, &mut Quiet)
+        .unwrap();
+    // Step 4 is no multiple of checkpoint_every = 3: the checkpoint comes from the stop.
+    let err = Trainer::new(tiny(40, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&split, &mut StopAfter(4))
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::Interrupted { step: 4, .. }),
+        "{err}"
+    );
+    assert!(!split.join(files::SUMMARY).exists());
+    let mut rest = resumed(tiny(40, &[]), &split);
+    assert_eq!(rest.progress().step, 4);
+    rest.run(&split, &mut Quiet).unwrap();
+    assert_eq!(weights(&full), weights(&split));
+}
+
+#[test]
+fn stop_and_resume_with_a_target_converges_where_an_uninterrupted_run_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, split) = (tmp.path().join("full"), tmp.path().join("split"));
+    // Every validation is below the target; the third in a row (step 6) converges.
+    let target = ["train.target_cost=1000", "train.patience=3"];
+    let whole = Trainer::new(tiny(400, &target), &Device::Cpu)
+        .unwrap()
+        .run(&full, &mut Quiet)
+        .unwrap();
+    assert_eq!(whole.converged_at_sequences, Some(24));
+    // Stopped by its budget at step 5, between validations: the closing validation of that
+    // session must not count toward the streak.
+    Trainer::new(tiny(20, &target), &Device::Cpu)
+        .unwrap()
+        .run(&split, &mut Quiet)
+        .unwrap();
+    let mut rest = resumed(tiny(400, &target), &split);
+    let summary = rest.run(&split, &mut Quiet).unwrap();
+    assert_eq!(summary.converged_at_sequences, Some(24));
+    assert_eq!(summary.steps, whole.steps);
+    assert_eq!(weights(&full), weights(&split));
+}
+
+#[test]
+fn a_resumed_run_changes_budgets_only_and_the_metrics_record_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    Trainer::new(tiny(8, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&dir, &mut Quiet)
+        .unwrap();
+    let ckpt = dir.join(files::CHECKPOINT);
+    for (set, key) in [
+        ("train.optimizer.lr=0.01", "train.optimizer.lr"),
+        ("seed=5", "seed"),
+        ("task.max_length=3", "task.max_length"),
+    ] {
+        let mut t = Trainer::new(tiny(8, &[set]), &Device::Cpu).unwrap();
+        let err = t.load_checkpoint(&ckpt).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains("cannot change"), "{err}");
+    }
+    let mut more = resumed(tiny(16, &[]), &dir);
+    more.run(&dir, &mut Quiet).unwrap();
+    let changes = read_changes(&dir).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].step, 2);
+    assert_eq!(changes[0].config_changes[0].key, "train.max_sequences");
+    assert_eq!(changes[0].config_changes[0].from.as_deref(), Some("8"));
+    assert_eq!(changes[0].config_changes[0].to.as_deref(), Some("16"));
+    // Records stay readable around the change line.
+    assert_eq!(read_metrics(&dir).unwrap().last().unwrap().step, 4);
+}
+
+#[test]
+fn a_learning_rate_that_overflows_never_reaches_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Not finite in f32 at all: refused before training.
+    let err = Trainer::new(tiny(8, &["train.optimizer.lr=1e39"]), &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("learning rate"), "{err}");
+    // Finite, but the first update overflows the weights: stopped, nothing written.
+    let dir = tmp.path().join("run");
+    let err = Trainer::new(tiny(8, &["train.optimizer.lr=1e38"]), &Device::Cpu)
+        .unwrap()
+        .run(&dir, &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("parameters after the update became non-finite at step 1")
+            && err.contains("no checkpoint was written"),
+        "{err}"
+    );
+    assert!(!dir.join(files::CHECKPOINT).exists());
+    assert!(!dir.join(files::SUMMARY).exists());
+}
+
+#[test]
+fn checkpoints_with_non_finite_values_are_neither_written_nor_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut trainer = Trainer::new(tiny(4, &[]), &Device::Cpu).unwrap();
+    trainer.run(&dir, &mut Quiet).unwrap();
+    let good = std::fs::read(dir.join(files::CHECKPOINT)).unwrap();
+    let (_, var) = trainer.model().params().named_vars().remove(0);
+    let mut values = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values[0] = f32::INFINITY;
+    var.set(&Tensor::from_vec(values, var.dims(), &Device::Cpu).unwrap())
+        .unwrap();
+    let err = trainer
+        .save_checkpoint(&dir.join(files::CHECKPOINT))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 non-finite"), "{err}");
+    assert_eq!(std::fs::read(dir.join(files::CHECKPOINT)).unwrap(), good);
+
+    // A file that holds one anyway (written by hand) is refused on load.
+    let ckpt = ntm_train::checkpoint::load(&dir.join(files::CHECKPOINT), &Device::Cpu).unwrap();
+    let mut tensors = ckpt.tensors.clone();
+    let name = tensors
+        .keys()
+        .find(|k| k.starts_with("model."))
+        .unwrap()
+        .clone();
+    let shape = tensors[&name].dims().to_vec();
+    tensors.insert(name, Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap());
+    let metadata = std::collections::HashMap::from([
+        (
+            "ntm.progress".to_string(),
+            serde_json::to_string(&ckpt.progress).unwrap(),
+        ),
+        ("ntm.config".to_string(), ckpt.config.clone()),
+    ]);
+    let bytes = safetensors::serialize(tensors.iter(), Some(metadata)).unwrap();
+    std::fs::write(dir.join(files::CHECKPOINT), bytes).unwrap();
+    let err = ntm_train::load_run(&dir, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("non-finite"), "{err}");
+}
+
+#[test]
+fn one_writer_per_directory_and_never_into_a_foreign_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let held = RunDir::acquire(&dir).unwrap();
+    let err = Trainer::new(tiny(4, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&dir, &mut Quiet)
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Busy { .. }), "{err}");
+    assert!(err.to_string().contains("process"), "{err}");
+    drop(held);
+
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("metrics.jsonl"), b"my own numbers\n").unwrap();
+    std::fs::write(foreign.join("notes.md"), b"keep me").unwrap();
+    let err = Trainer::new(tiny(4, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&foreign, &mut Quiet)
+        .unwrap_err();
+    assert!(matches!(err, TrainError::NotARun { .. }), "{err}");
+    assert_eq!(
+        std::fs::read(foreign.join("metrics.jsonl")).unwrap(),
+        b"my own numbers\n"
+    );
+}
+
+#[test]
+fn metrics_that_are_not_ours_stop_a_resume_and_a_torn_last_line_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    Trainer::new(tiny(8, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&dir, &mut Quiet)
+        .unwrap();
+    let metrics = dir.join(files::METRICS);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+
+    // A kill in the middle of a line leaves it without its newline: dropped on resume.
+    std::fs::write(&metrics, format!("{text}{{\"step\":3,\"sequ")).unwrap();
+    resumed(tiny(12, &[]), &dir).run(&dir, &mut Quiet).unwrap();
+    assert_eq!(read_metrics(&dir).unwrap().last().unwrap().step, 3);
+
+    // A whole line that is not a record is an error naming the line; nothing is rewritten.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let broken = text.replacen('\n', "\nnot json\n", 1);
+    std::fs::write(&metrics, &broken).unwrap();
+    let err = resumed(tiny(16, &[]), &dir)
+        .run(&dir, &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2") && err.contains("metrics.jsonl"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), broken);
+}
+
+#[test]
+fn the_checkpoint_config_is_the_truth_and_an_edited_config_toml_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    Trainer::new(tiny(4, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&dir, &mut Quiet)
+        .unwrap();
+    let config = dir.join(files::CONFIG);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("init = \"constant\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("init = \"constant\"", "init = \"random\""),
+    )
+    .unwrap();
+    let err = ntm_train::load_run(&dir, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.memory.init") && err.contains("does not match the checkpoint"),
+        "{err}"
+    );
+    // A changed budget is what a resumed run writes, and is accepted.
+    std::fs::write(
+        &config,
+        text.replace("max_sequences = 4", "max_sequences = 40"),
+    )
+    .unwrap();
+    ntm_train::load_run(&dir, &Device::Cpu).unwrap();
 }

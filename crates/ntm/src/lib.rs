@@ -55,6 +55,11 @@
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub mod footprint;
+
+/// The largest model [`ModelRegistry::resolve`] builds to check a configuration.
+const TRIAL_BUILD_BYTES: f64 = (256u64 << 20) as f64;
+
 pub use ntm_addressing as addressing;
 pub use ntm_controller as controller;
 pub use ntm_kernels as kernels;
@@ -552,8 +557,14 @@ impl ModelRegistry {
                 resolved.memory.options.insert(key.clone(), value.clone());
             }
         }
-        // Building checks every value; a tiny input and output keep it cheap.
-        self.build(&resolved, 1, 1, 0, DType::F32, &Device::Cpu)?;
+        // Building checks every value; a tiny input and output keep it cheap. A model too big
+        // to build casually is not built here: its values are checked when it is built for
+        // real, after the caller has had the chance to compare its footprint with the memory
+        // at hand.
+        let params = footprint::model_footprint(&resolved, 1, 1).params;
+        if params * 4.0 <= TRIAL_BUILD_BYTES {
+            self.build(&resolved, 1, 1, 0, DType::F32, &Device::Cpu)?;
+        }
         Ok(resolved)
     }
 
@@ -568,6 +579,14 @@ impl ModelRegistry {
         dtype: DType,
         device: &Device,
     ) -> Result<Box<dyn SequenceModel>> {
+        let params = footprint::model_footprint(config, input_size, output_size).params;
+        if params * 4.0 > footprint::ABSURD_BYTES {
+            return Err(NtmError::Config(format!(
+                "model {} would need about {} of parameters; check its sizes",
+                config.name(),
+                footprint::human_bytes(params * 4.0)
+            )));
+        }
         let c = &config.controller;
         if c.size == 0 || c.layers == 0 {
             return Err(NtmError::Config(format!(
