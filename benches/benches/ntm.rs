@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ntm::addressing::{address_fused, address_unfused};
 use ntm::ModelConfig;
-use ntm_benches::addressing_inputs;
+use ntm_benches::{addressing_inputs, uniform};
 use ntm_train::{RunConfig, Trainer};
 
 #[global_allocator]
@@ -56,7 +56,7 @@ fn model_step(c: &mut Criterion) {
             let model = config
                 .build(9, 8, 0, DType::F32, &Device::Cpu)
                 .expect("model");
-            let x = Tensor::rand(0f32, 1f32, (1, b, 9), &Device::Cpu).expect("input");
+            let x = uniform(&[1, b, 9], "input").expect("input");
             let path = if fused { "fused" } else { "unfused" };
             g.bench_function(BenchmarkId::new(format!("{path}/forward"), b), |bench| {
                 bench.iter(|| model.forward(&x).expect("forward"))

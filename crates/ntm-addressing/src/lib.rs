@@ -195,11 +195,19 @@ pub fn shift(weights: &Tensor, shift: &Tensor) -> Result<Tensor> {
 /// Sharpening (eq. 9): `w(i)^gamma / sum_j w(j)^gamma`, with `gamma` of shape `[B, H]`.
 ///
 /// [`SHARPEN_EPS`] is added before the power, so `gamma = 1` returns a normalised weighting
-/// unchanged up to about `N * 1e-12`.
+/// unchanged up to about `N * 1e-12`. Each row is divided by its largest entry before the power,
+/// as the fused kernel does: the result does not change, but the largest power is then 1, where
+/// the powers of a spread-out weighting would underflow (in `f32`, `(1/128)^22` is 0, and the
+/// ratio 0/0).
 pub fn sharpen(weights: &Tensor, gamma: &Tensor) -> Result<Tensor> {
     let (b, h, _) = dims3("sharpen", "weights", weights)?;
     check("sharpen", "gamma", gamma, &[b, h])?;
-    let powered = (weights + SHARPEN_EPS)?
+    let lifted = (weights + SHARPEN_EPS)?;
+    // The divisor is detached: the result does not depend on it, so the gradient through the
+    // rest is already exact, and the backward pass need not go through the maximum.
+    let top = lifted.max_keepdim(2)?.detach();
+    let powered = lifted
+        .broadcast_div(&top)?
         .log()?
         .broadcast_mul(&gamma.unsqueeze(2)?)?
         .exp()?;

@@ -191,3 +191,17 @@ fn gradcheck_detects_a_wrong_gradient() {
     assert!(report.max_error > 1e-2, "{report:?}");
     assert_eq!(DType::F64, x.dtype());
 }
+
+#[test]
+fn sharpen_gradients_at_high_gamma_on_a_spread_out_weighting() {
+    // The unfused sharpening divides each row by its (detached) largest entry before the power;
+    // the gradient stays exact where that matters, at many rows and a large exponent.
+    let w = var(&[1, 2, 128], 21);
+    let gamma = var(&[1, 2], 22);
+    run(&[w.clone(), gamma.clone()], || {
+        let spread = softmax(&(w.as_tensor() * 0.3)?, 2).map_err(err)?;
+        let gamma = (positive(&gamma)? + 30.0)?;
+        let out = sharpen(&spread, &gamma).map_err(err)?;
+        project(&out)
+    });
+}

@@ -86,14 +86,21 @@ proptest! {
     }
 }
 
+/// Standard normal values in `f32` from the seeded stream `name`: the same on every run.
+fn normal(shape: &[usize], name: &str) -> Tensor {
+    let values = ntm_params::Init::Normal(1.0).draw(0, name, shape.iter().product());
+    Tensor::from_vec(values, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+}
+
 #[test]
 fn head_order_does_not_matter_for_writes() {
-    let dev = Device::Cpu;
-    let memory = Tensor::randn(0f32, 1.0, (2, 6, 3), &dev).unwrap();
-    let w =
-        ntm_addressing::softmax(&Tensor::randn(0f32, 1.0, (2, 2, 6), &dev).unwrap(), 2).unwrap();
-    let e = ntm_params::sigmoid(&Tensor::randn(0f32, 1.0, (2, 2, 3), &dev).unwrap()).unwrap();
-    let a = Tensor::randn(0f32, 1.0, (2, 2, 3), &dev).unwrap();
+    let memory = normal(&[2, 6, 3], "memory");
+    let w = ntm_addressing::softmax(&normal(&[2, 2, 6], "weights"), 2).unwrap();
+    let e = ntm_params::sigmoid(&normal(&[2, 2, 3], "erase")).unwrap();
+    let a = normal(&[2, 2, 3], "add");
     let swap = |x: &Tensor| {
         Tensor::cat(&[x.narrow(1, 1, 1).unwrap(), x.narrow(1, 0, 1).unwrap()], 1).unwrap()
     };
