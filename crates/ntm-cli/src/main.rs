@@ -243,7 +243,7 @@ impl Observer for Bar {
 
     fn on_step(&mut self, s: &StepStats) {
         self.0.set_position(s.sequences);
-        if s.step % 10 == 0 {
+        if s.step.is_multiple_of(10) {
             let rate = self.0.per_sec();
             self.0.set_message(format!(
                 "step {} | {rate:.0} seq/s | loss {:.2} | bits {:.2}",

@@ -91,7 +91,7 @@ fn dims_of(
             "fused address: packed params {params:?} do not fit memory {memory:?} with {shifts} shifts"
         )
     }
-    if shifts % 2 == 0 || shifts > n {
+    if shifts.is_multiple_of(2) || shifts > n {
         candle_core::bail!("fused address: {shifts} shift offsets do not fit {n} rows")
     }
     if previous.dims() != [b, h, n] {

@@ -58,7 +58,11 @@ impl MemoryStep {
     }
 
     fn check(&self) -> candle_core::Result<()> {
-        if self.rows == 0 || self.width == 0 || self.shifts % 2 == 0 || self.shifts > self.rows {
+        if self.rows == 0
+            || self.width == 0
+            || self.shifts.is_multiple_of(2)
+            || self.shifts > self.rows
+        {
             candle_core::bail!(
                 "fused memory step: {} x {} memory with {} shifts (need rows and width >= 1, an odd shift count <= rows)",
                 self.rows,
