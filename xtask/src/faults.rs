@@ -1169,6 +1169,7 @@ impl Sandbox {
         let _ = child.kill();
         let _ = child.wait();
         let has_checkpoint = self.path(&dir).join("checkpoint.safetensors").exists();
+        let torn = !temporaries(&self.path(&dir)).is_empty();
         let next = if has_checkpoint {
             if !self
                 .output(&args(&["eval", "--run", &dir, "--sequences", "2"]))
@@ -1200,11 +1201,16 @@ impl Sandbox {
             ok,
             detail: if ok {
                 format!(
-                    "{}; no temporary files after the next start",
+                    "{}; {}",
                     if has_checkpoint {
                         "checkpoint loads and resumes"
                     } else {
                         "killed before the first checkpoint; a fresh start works"
+                    },
+                    if torn {
+                        "the kill left a temporary file and the next start removed it"
+                    } else {
+                        "no temporary files"
                     }
                 )
             } else {
