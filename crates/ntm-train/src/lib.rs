@@ -71,13 +71,13 @@ use std::path::PathBuf;
 
 pub use checkpoint::Progress;
 pub use config::{default_model, ConfigChange, Registry, RunConfig, RunParts, TrainConfig};
-pub use loss::{bit_errors, masked_bce};
+pub use loss::{bit_errors, bit_errors_tensor, masked_bce};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use rundir::RunDir;
 pub use trainer::{
-    evaluate, load_run, load_run_with, make_batches, merge_stats, read_changes, read_metrics,
-    run_config, score, score_logits, to_tensor, trace, ChangesRecord, EvalStats, LoadedRun,
-    MetricsRecord, Observer, Quiet, StepStats, Summary, Trainer,
+    evaluate, host_reads, load_run, load_run_with, make_batches, merge_stats, read_changes,
+    read_metrics, run_config, score, score_logits, to_tensor, trace, ChangesRecord, EvalStats,
+    LoadedRun, MetricsRecord, Observer, Quiet, StepStats, Summary, Trainer,
 };
 
 /// Errors from training, checkpoints and configuration.

@@ -16,6 +16,16 @@ pub fn masked_bce(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Te
     Ok((per_element.broadcast_mul(mask)?.sum_all()? / batch)?)
 }
 
+/// [`bit_errors`] on the device: a scalar tensor of bit errors per sequence, from logits
+/// `[T, B, O]`, targets of the same shape and a mask `[T, B, 1]`.
+pub fn bit_errors_tensor(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let batch = logits.dim(1)? as f64;
+    let predicted = logits.gt(0.0)?;
+    let truth = targets.gt(0.5)?;
+    let wrong = predicted.ne(&truth)?.to_dtype(logits.dtype())?;
+    Ok((wrong.broadcast_mul(mask)?.sum_all()? / batch)?)
+}
+
 /// Bit errors per sequence: scored outputs where `sigmoid(x) > 1/2` disagrees with the target,
 /// summed and divided by the number of sequences.
 pub fn bit_errors(
@@ -87,5 +97,16 @@ mod tests {
         let targets = [0.0, 0.0, 0.0, 0.0, /* step 1 */ 1.0, 1.0, 0.0, 1.0];
         let mask = [0.0, 0.0, 1.0, 1.0];
         assert_eq!(bit_errors(&logits, &targets, &mask, 2, 2), 1.0);
+        // The same on the device.
+        let dev = Device::Cpu;
+        let on_device: f32 = bit_errors_tensor(
+            &Tensor::from_slice(&logits.map(|x| x as f32), (2, 2, 2), &dev).unwrap(),
+            &Tensor::from_slice(&targets.map(|x| x as f32), (2, 2, 2), &dev).unwrap(),
+            &Tensor::from_slice(&mask.map(|x| x as f32), (2, 2, 1), &dev).unwrap(),
+        )
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+        assert_eq!(on_device, 1.0);
     }
 }

@@ -182,6 +182,21 @@ impl Optimizer {
     /// or infinite (a learning rate far too large, say), nothing changes and the error is
     /// [`TrainError::NonFinite`] with `step` 0 (the trainer fills in its own step).
     pub fn step(&mut self, grads: &[Tensor]) -> Result<()> {
+        let update = self.prepare(grads)?;
+        let flag = update.finite_flag()?.to_dtype(candle_core::DType::F64)?;
+        if !flag.to_scalar::<f64>()?.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: 0,
+                what: "parameters after the update",
+            });
+        }
+        self.commit(update)
+    }
+
+    /// Computes the next update from `grads` without applying it, and without reading
+    /// anything back from the device: the caller may check it ([`Update::finite_flag`]) and
+    /// then [`Optimizer::commit`] it, or drop it and leave everything as it was.
+    pub fn prepare(&self, grads: &[Tensor]) -> Result<Update> {
         if grads.len() != self.vars.len() {
             return Err(TrainError::Config(format!(
                 "{} gradients for {} variables",
@@ -190,10 +205,10 @@ impl Optimizer {
             )));
         }
         let t = (self.steps + 1) as i32;
-        let mut updates = Vec::with_capacity(self.vars.len());
+        let mut values = Vec::with_capacity(self.vars.len());
         for (((_, var), state), g) in self.vars.iter().zip(&self.state).zip(grads) {
             let w = var.as_tensor();
-            updates.push(match self.config {
+            values.push(match self.config {
                 OptimizerConfig::Rmsprop {
                     lr,
                     alpha,
@@ -221,13 +236,13 @@ impl Optimizer {
                 }
             });
         }
-        if !all_finite(updates.iter().map(|(w, _)| w))? {
-            return Err(TrainError::NonFinite {
-                step: 0,
-                what: "parameters after the update",
-            });
-        }
-        for (((_, var), state), (w, s)) in self.vars.iter().zip(&mut self.state).zip(updates) {
+        Ok(Update { values })
+    }
+
+    /// Applies an update made by [`Optimizer::prepare`] from the current state.
+    pub fn commit(&mut self, update: Update) -> Result<()> {
+        for (((_, var), state), (w, s)) in self.vars.iter().zip(&mut self.state).zip(update.values)
+        {
             var.set(&w)?;
             *state = s;
         }
@@ -273,25 +288,39 @@ impl Optimizer {
     }
 }
 
-/// Whether every value of `tensors` is finite, with one read from the device: `x * 0` is 0
-/// for a finite `x` and NaN otherwise, so the sum of those products is finite exactly when
-/// every value is.
-pub fn all_finite<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<bool> {
+/// An update computed by [`Optimizer::prepare`]: the new value and moments of every variable.
+#[derive(Debug)]
+pub struct Update {
+    values: Vec<(Tensor, Vec<Tensor>)>,
+}
+
+impl Update {
+    /// A scalar on the device that is 0 when every new value is finite and NaN otherwise
+    /// ([`finite_flag`] of the new values).
+    pub fn finite_flag(&self) -> Result<Tensor> {
+        finite_flag(self.values.iter().map(|(w, _)| w))
+    }
+}
+
+/// A scalar `f64` tensor on the device that is 0 when every value of `tensors` is finite and
+/// NaN otherwise (`x * 0` is 0 for a finite `x` and NaN for an infinite or NaN one), so that
+/// the check costs no read from the device until the caller wants it.
+pub fn finite_flag<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for t in tensors {
         let zero = t
             .affine(0.0, 0.0)?
             .sum_all()?
-            .to_dtype(candle_core::DType::F32)?;
+            .to_dtype(candle_core::DType::F64)?;
         total = Some(match total {
             Some(sum) => (sum + zero)?,
             None => zero,
         });
     }
-    Ok(match total {
-        Some(sum) => sum.to_scalar::<f32>()?.is_finite(),
-        None => true,
-    })
+    match total {
+        Some(sum) => Ok(sum),
+        None => Ok(Tensor::new(0f64, &candle_core::Device::Cpu)?),
+    }
 }
 
 /// Clips every gradient component to `[-limit, limit]` (the NTM paper uses 10).
@@ -302,30 +331,45 @@ pub fn clip_values(grads: &mut [Tensor], limit: f64) -> Result<()> {
     Ok(())
 }
 
+/// The Euclidean norm of all gradients together, as an `f64` scalar on their device.
+pub fn global_norm_tensor(grads: &[Tensor]) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for g in grads {
+        let sq = g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?;
+        total = Some(match total {
+            Some(sum) => (sum + sq)?,
+            None => sq,
+        });
+    }
+    match total {
+        Some(sum) => Ok(sum.sqrt()?),
+        None => Ok(Tensor::new(0f64, &candle_core::Device::Cpu)?),
+    }
+}
+
 /// The Euclidean norm of all gradients together.
 pub fn global_norm(grads: &[Tensor]) -> Result<f64> {
-    let mut total = 0.0;
-    for g in grads {
-        total += g
-            .sqr()?
-            .sum_all()?
-            .to_dtype(candle_core::DType::F64)?
-            .to_scalar::<f64>()?;
+    Ok(global_norm_tensor(grads)?.to_scalar::<f64>()?)
+}
+
+/// Scales all gradients by `max_norm / norm` when their global norm `norm` (from
+/// [`global_norm_tensor`]) exceeds `max_norm`, on the device: nothing is read back.
+pub fn clip_to_norm(grads: &mut [Tensor], norm: &Tensor, max_norm: f64) -> Result<()> {
+    // min(1, max_norm / norm): 1 when the norm is within bounds (and for a zero norm), NaN when
+    // the norm is NaN, which the caller's finiteness check then reports.
+    let scale = (norm.recip()? * max_norm)?.minimum(1.0)?;
+    for g in grads.iter_mut() {
+        *g = g.broadcast_mul(&scale.to_dtype(g.dtype())?)?;
     }
-    Ok(total.sqrt())
+    Ok(())
 }
 
 /// Scales all gradients by `max_norm / norm` when their global norm exceeds `max_norm`;
 /// returns the norm before clipping.
 pub fn clip_global_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
-    let norm = global_norm(grads)?;
-    if norm > max_norm && norm.is_finite() {
-        let scale = max_norm / norm;
-        for g in grads.iter_mut() {
-            *g = (&*g * scale)?;
-        }
-    }
-    Ok(norm)
+    let norm = global_norm_tensor(grads)?;
+    clip_to_norm(grads, &norm, max_norm)?;
+    Ok(norm.to_scalar::<f64>()?)
 }
 
 #[cfg(test)]

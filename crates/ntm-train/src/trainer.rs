@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, write_atomic, Progress};
 use crate::config::{ConfigChange, Registry, RunConfig, RunParts, TrainConfig, RESUMABLE_KEYS};
-use crate::loss::{bit_errors, masked_bce};
-use crate::optim::{clip_global_norm, clip_values, Optimizer};
+use crate::loss::{bit_errors_tensor, masked_bce};
+use crate::optim::{clip_to_norm, clip_values, global_norm_tensor, Optimizer};
 use crate::rundir::RunDir;
 use crate::{Result, TrainError};
 
@@ -164,23 +164,17 @@ pub fn score(model: &dyn SequenceModel, task: &dyn Task, batch: &Batch) -> Resul
     score_logits(&logits, task, batch)
 }
 
-/// Cost of the logits `[steps, batch, outputs]` a model gave for `batch`.
+/// Cost of the logits `[steps, batch, outputs]` a model gave for `batch`, with one read from
+/// the device.
 pub fn score_logits(logits: &Tensor, task: &dyn Task, batch: &Batch) -> Result<EvalStats> {
     let device = logits.device();
-    let loss = masked_bce(
-        logits,
-        &to_tensor(&batch.targets, device)?.to_dtype(logits.dtype())?,
-        &to_tensor(&batch.mask, device)?.to_dtype(logits.dtype())?,
-    )?;
-    let loss_bits = loss.to_dtype(DType::F64)?.to_scalar::<f64>()? / std::f64::consts::LN_2;
-    let flat: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-    let errors = bit_errors(
-        &flat,
-        &batch.targets.data,
-        &batch.mask.data,
-        batch.batch_size(),
-        batch.targets.width,
-    );
+    let targets = to_tensor(&batch.targets, device)?.to_dtype(logits.dtype())?;
+    let mask = to_tensor(&batch.mask, device)?.to_dtype(logits.dtype())?;
+    let loss = masked_bce(logits, &targets, &mask)?.to_dtype(DType::F64)?;
+    let errors = bit_errors_tensor(logits, &targets, &mask)?.to_dtype(DType::F64)?;
+    let measured = read_host(&Tensor::stack(&[loss, errors], 0)?)?;
+    let loss_bits = measured[0] / std::f64::consts::LN_2;
+    let errors = measured[1];
     let cost = match task.cost_kind() {
         CostKind::BitErrors => errors,
         CostKind::CrossEntropyBits => loss_bits,
@@ -192,6 +186,21 @@ pub fn score_logits(logits: &Tensor, task: &dyn Task, batch: &Batch) -> Result<E
         cost,
         optimal: task.optimal_cost(batch),
     })
+}
+
+/// Reads a vector back from the device, counting the read ([`host_reads`]).
+fn read_host(t: &Tensor) -> Result<Vec<f64>> {
+    HOST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?)
+}
+
+static HOST_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times training and scoring have read values back from the device in this process:
+/// one per [`Trainer::step`] and one per scored batch. On a GPU each read waits for the device;
+/// tests use the count to show that a step's reads do not grow with the model or the sequence.
+pub fn host_reads() -> u64 {
+    HOST_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Mean of per-batch statistics, weighted by sequences (the optimum only if every part has
@@ -442,52 +451,76 @@ impl Trainer {
         &self.progress
     }
 
-    /// One update on a fresh batch. A non-finite loss or gradient is an error naming the step,
-    /// and leaves the parameters untouched.
+    /// One update on a fresh batch. A non-finite loss, gradient or updated parameter is an
+    /// error naming the step, and leaves the parameters untouched.
+    ///
+    /// Everything the step measures stays on the device until one read at its end, of four
+    /// numbers: the loss, the bit errors, the gradient norm and a finiteness flag of the new
+    /// parameters. So a step makes one round trip to the host, whatever the model's size and
+    /// the sequence's length ([`host_reads`] counts them).
     pub fn step(&mut self) -> Result<StepStats> {
         let step = self.progress.step + 1;
         let t = &self.config.train;
         let mut rng = stream(self.config.seed, &format!("train/{step}"));
         let batch = self.task.batch(t.batch_size, None, &mut rng)?;
-        let device = self.model.params().device().clone();
-        let logits = self.model.forward(&to_tensor(&batch.inputs, &device)?)?;
-        let loss = masked_bce(
-            &logits,
-            &to_tensor(&batch.targets, &device)?,
-            &to_tensor(&batch.mask, &device)?,
-        )?;
-        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !loss_value.is_finite() {
-            return Err(TrainError::NonFinite { step, what: "loss" });
-        }
+        let params = self.model.params();
+        let (device, dtype) = (params.device().clone(), params.dtype());
+        let logits = self
+            .model
+            .forward(&to_tensor(&batch.inputs, &device)?.to_dtype(dtype)?)?;
+        let targets = to_tensor(&batch.targets, &device)?.to_dtype(dtype)?;
+        let mask = to_tensor(&batch.mask, &device)?.to_dtype(dtype)?;
+        let loss = masked_bce(&logits, &targets, &mask)?;
+        let errors = bit_errors_tensor(&logits, &targets, &mask)?;
         let grads = loss.backward()?;
         let mut grads = self.optimizer.gradients(&grads)?;
         if t.clip_value > 0.0 {
             clip_values(&mut grads, t.clip_value)?;
         }
-        let grad_norm = if t.clip_norm > 0.0 {
-            clip_global_norm(&mut grads, t.clip_norm)?
-        } else {
-            crate::optim::global_norm(&grads)?
-        };
-        if !grad_norm.is_finite() {
-            return Err(TrainError::NonFinite {
-                step,
-                what: "gradient",
-            });
+        let norm = global_norm_tensor(&grads)?;
+        if t.clip_norm > 0.0 {
+            clip_to_norm(&mut grads, &norm, t.clip_norm)?;
         }
-        self.optimizer.step(&grads).map_err(|e| match e {
-            TrainError::NonFinite { what, .. } => TrainError::NonFinite { step, what },
-            other => other,
-        })?;
+        let update = self.optimizer.prepare(&grads)?;
+        let measured = read_host(&Tensor::stack(
+            &[
+                loss.to_dtype(DType::F64)?,
+                errors.to_dtype(DType::F64)?,
+                norm,
+                update.finite_flag()?,
+            ],
+            0,
+        )?)?;
+        let [loss_nats, errors, grad_norm, flag] = measured[..] else {
+            return Err(TrainError::Config(
+                "the step measured the wrong count".into(),
+            ));
+        };
+        let problem = if !loss_nats.is_finite() {
+            Some("loss")
+        } else if !grad_norm.is_finite() {
+            Some("gradient")
+        } else if !flag.is_finite() {
+            Some("parameters after the update")
+        } else {
+            None
+        };
+        if let Some(what) = problem {
+            return Err(TrainError::NonFinite { step, what });
+        }
+        self.optimizer.commit(update)?;
         self.progress.step = step;
         self.progress.sequences += batch.batch_size() as u64;
-        let stats = score_logits(&logits, self.task.as_ref(), &batch)?;
+        let loss_bits = loss_nats / std::f64::consts::LN_2;
+        let cost = match self.task.cost_kind() {
+            CostKind::BitErrors => errors,
+            CostKind::CrossEntropyBits => loss_bits,
+        };
         Ok(StepStats {
             step,
             sequences: self.progress.sequences,
-            loss_bits: stats.loss_bits,
-            cost: stats.cost,
+            loss_bits,
+            cost,
             grad_norm,
             time_steps: batch.steps(),
         })
