@@ -33,12 +33,12 @@ pub fn retention(free_gates: &Tensor, read_weights: &Tensor) -> Result<Tensor> {
 /// `usage` is `[B, N]`, `write_weights` the previous write weightings `[B, Wh, N]`, `free_gates`
 /// `[B, R]` and `read_weights` the previous read weightings `[B, R, N]`.
 ///
-/// **Stop-gradient:** no gradient flows back through `write_weights` here (DeepMind's
-/// implementation does the same). The write weighting already receives its gradient through the
-/// memory it wrote and the links it made; routing it through usage as well would let the
-/// allocation of later steps pull on earlier write locations, which the allocation's sort
-/// cannot represent faithfully. Gradients do flow through `usage`, the free gates and the read
-/// weightings.
+/// **Stop-gradient:** no gradient flows back through `write_weights` here, as in DeepMind's
+/// implementation. The write weighting keeps its gradient through the memory it wrote and the
+/// links it made; only its record in the usage is taken as a constant. Gradients do flow
+/// through `usage`, the free gates and the read weightings. (The tests check both sides: finite
+/// differences that hold the previous write weightings fixed agree with the gradient, and ones
+/// that do not, disagree.)
 pub fn update_usage(
     usage: &Tensor,
     write_weights: &Tensor,

@@ -196,9 +196,9 @@ fn whole_steps_with_two_read_and_two_write_heads_match_finite_differences() {
         move || {
             let mut state = start.clone();
             let mut total = Tensor::zeros((), DType::F64, &Device::Cpu)?;
-            for t in 0..steps {
+            for (t, previous_writes) in recorded.iter().enumerate().take(steps) {
                 if !live {
-                    state.write_weights = recorded[t].clone();
+                    state.write_weights = previous_writes.clone();
                 }
                 state = memory
                     .step(&interface.as_tensor().get(t)?, &state)
