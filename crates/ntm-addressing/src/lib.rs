@@ -131,15 +131,28 @@ pub fn softmax<Dm: candle_core::shape::Dim + Copy>(x: &Tensor, dim: Dm) -> Resul
 }
 
 /// Cosine similarity between every key and every memory row: `[B, H, M] x [B, N, M] -> [B, H, N]`.
+///
+/// [`cosine_similarity_eps`] with [`COSINE_EPS`].
 pub fn cosine_similarity(memory: &Tensor, key: &Tensor) -> Result<Tensor> {
+    cosine_similarity_eps(memory, key, COSINE_EPS)
+}
+
+/// Cosine similarity with the epsilon `eps`: `k . M(i) / (|k| |M(i)| + eps)`, each norm taken
+/// as `sqrt(|x|^2 + eps^2)`.
+///
+/// An all-zero row or key gives 0 with a finite gradient. The gradient with respect to an
+/// all-zero row is about `k / (eps (|k| + 1))`: the cosine is direction-only, so its slope at the
+/// origin is as steep as `eps` lets it be. A memory whose rows stay all zero until written (a
+/// DNC's) wants a larger `eps` than [`COSINE_EPS`].
+pub fn cosine_similarity_eps(memory: &Tensor, key: &Tensor, eps: f64) -> Result<Tensor> {
     let (b, n, m) = dims3("content", "memory", memory)?;
     let (_, h, _) = dims3("content", "key", key)?;
     check("content", "key", key, &[b, h, m])?;
     let dot = key.matmul(&memory.transpose(1, 2)?)?; // [B, H, N]
-    let tiny = COSINE_EPS * COSINE_EPS;
+    let tiny = eps * eps;
     let key_norm = (key.sqr()?.sum_keepdim(2)? + tiny)?.sqrt()?; // [B, H, 1]
     let mem_norm = (memory.sqr()?.sum(2)? + tiny)?.sqrt()?.reshape((b, 1, n))?; // [B, 1, N]
-    let denom = (key_norm.broadcast_mul(&mem_norm)? + COSINE_EPS)?;
+    let denom = (key_norm.broadcast_mul(&mem_norm)? + eps)?;
     Ok(dot.broadcast_div(&denom)?)
 }
 
@@ -147,10 +160,15 @@ pub fn cosine_similarity(memory: &Tensor, key: &Tensor) -> Result<Tensor> {
 ///
 /// `memory` is `[B, N, M]`, `key` is `[B, H, M]`, `beta` is `[B, H]`; returns `[B, H, N]`.
 pub fn content(memory: &Tensor, key: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    content_eps(memory, key, beta, COSINE_EPS)
+}
+
+/// [`content`] with the cosine similarity's epsilon `eps` (see [`cosine_similarity_eps`]).
+pub fn content_eps(memory: &Tensor, key: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let (_, h, _) = dims3("content", "key", key)?;
     let b = memory.dims().first().copied().unwrap_or(0);
     check("content", "beta", beta, &[b, h])?;
-    let sim = cosine_similarity(memory, key)?;
+    let sim = cosine_similarity_eps(memory, key, eps)?;
     softmax(&sim.broadcast_mul(&beta.unsqueeze(2)?)?, 2)
 }
 

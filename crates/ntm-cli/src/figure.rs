@@ -20,6 +20,22 @@ fn channels(title: &str, seq: &Sequence, mask: Option<&Sequence>) -> Panel {
 
 /// Rows `[heads, N]` of batch element 0 at every step, one panel per head.
 fn weightings(kind: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>> {
+    over_time(&format!("{kind} weightings"), per_step)
+}
+
+/// `[B, heads, X]` (or `[B, X]`, one head) per step: batch element 0 over time, one panel per
+/// head, titled `title` (with the head's number when there are several).
+fn over_time(title: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>> {
+    let per_step: Vec<Tensor> = per_step
+        .iter()
+        .map(|t| {
+            if t.rank() == 2 {
+                t.unsqueeze(1)
+            } else {
+                Ok(t.clone())
+            }
+        })
+        .collect::<candle_core::Result<_>>()?;
     let steps = per_step.len();
     let Some(first) = per_step.first() else {
         return Ok(Vec::new());
@@ -27,7 +43,12 @@ fn weightings(kind: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>
     let (_, heads, rows) = first.dims3()?;
     let data: Vec<Vec<f32>> = per_step
         .iter()
-        .map(|w| w.get(0)?.flatten_all()?.to_vec1())
+        .map(|w| {
+            w.get(0)?
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1()
+        })
         .collect::<candle_core::Result<_>>()?;
     Ok((0..heads)
         .map(|h| {
@@ -37,13 +58,42 @@ fn weightings(kind: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>
                     values[i * steps + t] = w[h * rows + i];
                 }
             }
-            Panel::new(format!("{kind} weightings, head {h}"), rows, steps, values)
-                .with_range(0.0, 1.0)
+            let title = if heads == 1 && !title.ends_with("weightings") {
+                title.to_string()
+            } else {
+                format!("{title}, head {h}")
+            };
+            Panel::new(title, rows, steps, values).with_range(0.0, 1.0)
         })
         .collect())
 }
 
-/// Inputs, targets and outputs of the sequence, then every head's write and read weightings.
+/// `[B, heads, N, N]` after the last step: batch element 0's matrix of each head, one panel each.
+fn last_matrices(title: &str, last: &Tensor) -> candle_core::Result<Vec<Panel>> {
+    let (_, heads, rows, cols) = last.dims4()?;
+    let values: Vec<f32> = last
+        .get(0)?
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(values
+        .chunks(rows * cols)
+        .enumerate()
+        .map(|(h, m)| {
+            let title = if heads == 1 {
+                format!("{title} after the last step")
+            } else {
+                format!("{title} after the last step, head {h}")
+            };
+            Panel::new(title, rows, cols, m.to_vec()).with_range(0.0, 1.0)
+        })
+        .collect())
+}
+
+/// Inputs, targets and outputs of the sequence, then every head's write and read weightings,
+/// then the memory's further signals (`MemoryTrace::extra`, each in `[0, 1]`): those of one or
+/// more vectors per step over time (a DNC's usage, allocation and read modes), square matrices
+/// (a DNC's links) as they are after the last step.
 pub fn sequence_figure(
     batch: &Batch,
     probs: &Tensor,
@@ -61,5 +111,19 @@ pub fn sequence_figure(
     let reads: Vec<Tensor> = traces.iter().map(|t| t.read_weights.clone()).collect();
     panels.extend(weightings("write", &writes)?);
     panels.extend(weightings("read", &reads)?);
+    let names = traces.first().map_or(Vec::new(), |t| {
+        t.extra.iter().map(|(name, _)| name.clone()).collect()
+    });
+    for (k, name) in names.iter().enumerate() {
+        let per_step: Vec<Tensor> = traces
+            .iter()
+            .filter_map(|t| t.extra.get(k).map(|(_, x)| x.clone()))
+            .collect();
+        match per_step.last().map(Tensor::rank) {
+            Some(2 | 3) => panels.extend(over_time(name, &per_step)?),
+            Some(4) => panels.extend(last_matrices(name, &per_step[per_step.len() - 1])?),
+            _ => {}
+        }
+    }
     Ok(Figure::new(panels))
 }

@@ -101,7 +101,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// copy, repeat-copy, associative-recall, ngrams or priority-sort.
+    /// copy, repeat-copy, associative-recall, ngrams, priority-sort or memory-reuse.
     #[arg(long)]
     task: Option<String>,
     /// A model: `controller-memory` (ff-ntm, lstm-ntm, gru-ntm) or a controller alone (ff,

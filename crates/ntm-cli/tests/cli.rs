@@ -239,3 +239,41 @@ fn the_reference_kernels_train_the_same_model_and_any_controller_pairs_with_the_
         "rnn-ntm",
     );
 }
+
+/// The height in pixels of a PNG (from its header).
+fn png_height(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]])
+}
+
+#[test]
+fn a_dnc_run_trains_and_shows_its_usage_and_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let show = |run: &Path, png: &Path| {
+        let out = ntm(&[
+            "show",
+            "--run",
+            run.to_str().unwrap(),
+            "--length",
+            "5",
+            "--out",
+            png.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(png).unwrap()
+    };
+    let dnc = tmp.path().join("dnc");
+    let mut args = vec!["train", "--task", "copy", "--model", "lstm-dnc"];
+    args.extend(["--out", dnc.to_str().unwrap()]);
+    args.extend(TINY);
+    let out = ntm(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(dnc.join("config.toml")).unwrap();
+    assert!(config.contains("kind = \"dnc\""), "{config}");
+    let dnc_png = show(&dnc, &tmp.path().join("dnc.png"));
+    let ntm_run = tmp.path().join("ntm");
+    assert!(train_tiny(&ntm_run, &[]).status.success());
+    let ntm_png = show(&ntm_run, &tmp.path().join("ntm.png"));
+    assert_eq!(&dnc_png[..8], b"\x89PNG\r\n\x1a\n");
+    // Usage, allocation, links and read modes below the weightings: a taller figure.
+    assert!(png_height(&dnc_png) > png_height(&ntm_png) + 200);
+}

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AssociativeRecallTask, CopyTask, NgramsTask, PrioritySortTask, RepeatCopyTask, Size, Task,
-    TaskError,
+    AssociativeRecallTask, CopyTask, MemoryReuseTask, NgramsTask, PrioritySortTask, RepeatCopyTask,
+    Size, Task, TaskError,
 };
 
 /// The settings of one task: its registered name and any of its options.
@@ -185,6 +185,11 @@ impl Default for TaskRegistry {
                 TaskKind::new("ngrams", NgramsTask::new).with_eval_sizes(lengths(&[200])),
                 TaskKind::new("priority-sort", PrioritySortTask::new)
                     .with_eval_sizes(lengths(&[20])),
+                TaskKind::new("memory-reuse", MemoryReuseTask::new).with_eval_sizes(vec![
+                    repeat(10, 4),
+                    repeat(10, 8),
+                    repeat(20, 8),
+                ]),
             ],
         }
     }

@@ -1,5 +1,6 @@
 //! The algorithmic tasks of the Neural Turing Machine paper (Graves, Wayne and Danihelka, 2014):
-//! copy, repeat copy, associative recall, dynamic N-grams and priority sort.
+//! copy, repeat copy, associative recall, dynamic N-grams and priority sort; and memory reuse,
+//! several copies in one episode with more items than memory rows (after the DNC paper).
 //!
 //! Each task implements [`Task`] and generates [`Batch`]es of episodes as plain, time-major
 //! `f32` arrays ([`Sequence`], `[steps, batch, channels]`): the inputs, the targets and a mask
@@ -36,6 +37,7 @@ mod associative_recall;
 mod config;
 mod copy;
 mod error;
+mod memory_reuse;
 mod ngrams;
 mod priority_sort;
 mod repeat_copy;
@@ -47,6 +49,7 @@ pub use associative_recall::{AssociativeRecallConfig, AssociativeRecallTask};
 pub use config::{TaskConfig, TaskKind, TaskRegistry};
 pub use copy::{CopyConfig, CopyTask};
 pub use error::TaskError;
+pub use memory_reuse::{MemoryReuseConfig, MemoryReuseTask};
 pub use ngrams::{ngram_optimal_bits, NgramTable, NgramsConfig, NgramsTask, MAX_NGRAM_ORDER};
 pub use priority_sort::{PrioritySortConfig, PrioritySortTask};
 pub use repeat_copy::{RepeatCopyConfig, RepeatCopyTask};

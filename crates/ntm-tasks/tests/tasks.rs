@@ -8,12 +8,13 @@ fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-const TASK_NAMES: [&str; 5] = [
+const TASK_NAMES: [&str; 6] = [
     "copy",
     "repeat-copy",
     "associative-recall",
     "ngrams",
     "priority-sort",
+    "memory-reuse",
 ];
 
 fn all_tasks() -> Vec<Box<dyn Task>> {
@@ -731,4 +732,63 @@ fn max_steps_bounds_every_batch_without_building_one() {
         }
         assert_eq!(task.max_steps(Some(Size::Length(0))), None, "{name}");
     }
+}
+
+#[test]
+fn memory_reuse_copies_each_sequence_back_after_its_delimiter() {
+    let task = MemoryReuseTask::new(MemoryReuseConfig::default()).unwrap();
+    let b = task
+        .batch(
+            2,
+            Some(Size::Repeat {
+                length: 5,
+                repeats: 3,
+            }),
+            &mut rng(4),
+        )
+        .unwrap();
+    // Three sequences of 5 items, each followed by a delimiter and its 5 output steps.
+    assert_eq!(b.inputs.shape(), (33, 2, 9));
+    assert_eq!(b.scored_steps(), 15);
+    for k in 0..3 {
+        let start = k * 11;
+        for j in 0..2 {
+            assert_eq!(
+                b.inputs.get(start + 5, j, 8),
+                1.0,
+                "delimiter of sequence {k}"
+            );
+            for t in 0..5 {
+                assert_eq!(b.mask.get(start + t, j, 0), 0.0);
+                assert_eq!(b.mask.get(start + 6 + t, j, 0), 1.0);
+                assert_eq!(
+                    b.targets.row(start + 6 + t, j),
+                    &b.inputs.row(start + t, j)[..8]
+                );
+                assert!(b.inputs.row(start + 6 + t, j).iter().all(|&v| v == 0.0));
+            }
+        }
+    }
+    // Different sequences get different bits (45 random bits each; equal by chance 2^-40).
+    assert_ne!(b.inputs.row(0, 0), b.inputs.row(11, 0));
+    // Training sizes: one length per batch, the configured number of sequences.
+    let b = task.batch(1, None, &mut rng(5)).unwrap();
+    let length = b.scored_steps() / 4;
+    assert!((1..=10).contains(&length));
+    assert_eq!(b.steps(), 4 * (2 * length + 1));
+    assert!(MemoryReuseTask::new(MemoryReuseConfig {
+        sequences: 0,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(task
+        .batch(
+            1,
+            Some(Size::Repeat {
+                length: 3,
+                repeats: 0
+            }),
+            &mut rng(6)
+        )
+        .is_err());
 }

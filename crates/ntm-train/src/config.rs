@@ -115,7 +115,31 @@ struct PaperSetup {
     baseline: usize,
     /// Whether training stops on convergence (the algorithmic tasks) or after 30 minutes.
     converges: bool,
+    /// Options of other memory kinds, set after the heads above: `(kind, [(option, value)])`.
+    memories: &'static [(&'static str, &'static [(&'static str, i64)])],
 }
+
+/// The DNC with one read and one write head over the paper's 128 x 20 memory.
+const DNC_1_1: (&str, &[(&str, i64)]) = (
+    "dnc",
+    &[
+        ("rows", 128),
+        ("width", 20),
+        ("read_heads", 1),
+        ("write_heads", 1),
+    ],
+);
+
+/// The DNC with DeepMind's four read heads and one write head over the paper's 128 x 20 memory.
+const DNC_4_1: (&str, &[(&str, i64)]) = (
+    "dnc",
+    &[
+        ("rows", 128),
+        ("width", 20),
+        ("read_heads", 4),
+        ("write_heads", 1),
+    ],
+);
 
 const PAPER: [PaperSetup; 5] = [
     PaperSetup {
@@ -125,6 +149,7 @@ const PAPER: [PaperSetup; 5] = [
         recurrent: (100, 1, 1),
         baseline: 256,
         converges: true,
+        memories: &[DNC_1_1],
     },
     PaperSetup {
         task: "repeat-copy",
@@ -133,6 +158,7 @@ const PAPER: [PaperSetup; 5] = [
         recurrent: (100, 1, 1),
         baseline: 512,
         converges: true,
+        memories: &[DNC_4_1],
     },
     // The feedforward NTM, which the paper found learns recall about three times faster.
     PaperSetup {
@@ -142,6 +168,7 @@ const PAPER: [PaperSetup; 5] = [
         recurrent: (100, 1, 1),
         baseline: 256,
         converges: true,
+        memories: &[DNC_4_1],
     },
     PaperSetup {
         task: "ngrams",
@@ -150,6 +177,7 @@ const PAPER: [PaperSetup; 5] = [
         recurrent: (100, 1, 1),
         baseline: 128,
         converges: false,
+        memories: &[DNC_1_1],
     },
     PaperSetup {
         task: "priority-sort",
@@ -158,6 +186,7 @@ const PAPER: [PaperSetup; 5] = [
         recurrent: (100, 2, 5),
         baseline: 128,
         converges: false,
+        memories: &[DNC_4_1],
     },
 ];
 
@@ -176,8 +205,9 @@ impl Registry {
     /// The paper's model called `model` for `task`: the preset, with the controller's size and
     /// layers and the number of heads of the paper's tables. A feedforward controller takes the
     /// paper's feedforward row, any recurrent one (LSTM, GRU, ...) its LSTM-controller row, and
-    /// a model without memory its baseline (three layers). Tasks the paper does not have keep
-    /// the preset's sizes.
+    /// a model without memory its baseline (three layers). A memory of another kind with sizes
+    /// of its own in the table (the DNC's rows, width and heads) takes those. Tasks the paper
+    /// does not have keep the preset's sizes.
     pub fn paper_model(&self, task: &str, model: &str) -> Result<ModelConfig> {
         let mut config = self.models.preset(model)?;
         let Some(setup) = paper(task) else {
@@ -198,6 +228,15 @@ impl Registry {
         for key in ["read_heads", "write_heads"] {
             if let Some(v) = config.memory.options.get_mut(key) {
                 *v = toml::Value::Integer(heads as i64);
+            }
+        }
+        let own = setup
+            .memories
+            .iter()
+            .find(|(kind, _)| *kind == config.memory.kind);
+        for (key, value) in own.map_or(&[][..], |(_, options)| options) {
+            if let Some(v) = config.memory.options.get_mut(*key) {
+                *v = toml::Value::Integer(*value);
             }
         }
         Ok(config)
@@ -624,7 +663,11 @@ mod tests {
         let registry = Registry::default();
         assert_eq!(
             registry.models.names(),
-            ["ff", "lstm", "gru", "ff-ntm", "lstm-ntm", "gru-ntm"].map(String::from)
+            [
+                "ff", "lstm", "gru", "ff-ntm", "ff-dnc", "lstm-ntm", "lstm-dnc", "gru-ntm",
+                "gru-dnc"
+            ]
+            .map(String::from)
         );
         for task in registry.tasks.names() {
             for model in registry.models.names() {
@@ -746,6 +789,42 @@ mod tests {
             (recall_lstm.controller.size, recall_lstm.controller.layers),
             (256, 3)
         );
+    }
+
+    #[test]
+    fn dnc_models_take_their_own_sizes_from_the_table() {
+        let r = Registry::default();
+        let option = |m: &ModelConfig, key: &str| m.memory.options[key].as_integer();
+        let copy = r.paper_model("copy", "lstm-dnc").unwrap();
+        assert_eq!(copy.name(), "lstm-dnc");
+        assert_eq!(copy.controller.size, 100);
+        for (key, value) in [
+            ("rows", 128),
+            ("width", 20),
+            ("read_heads", 1),
+            ("write_heads", 1),
+        ] {
+            assert_eq!(option(&copy, key), Some(value), "{key}");
+        }
+        // Recall: the feedforward NTM's controller, and the DNC's four read heads and one write
+        // head rather than the NTM's four of each.
+        let recall = r.paper_model("associative-recall", "ff-dnc").unwrap();
+        assert_eq!(recall.controller.size, 256);
+        assert_eq!(option(&recall, "read_heads"), Some(4));
+        assert_eq!(option(&recall, "write_heads"), Some(1));
+        let ntm = r.paper_model("associative-recall", "ff-ntm").unwrap();
+        assert_eq!(option(&ntm, "write_heads"), Some(4));
+        // From the command line's name, with an override on top.
+        let sets = ["model.memory.rows=64".to_string()];
+        let c = RunConfig::resolve(Some("copy"), Some("gru-dnc"), None, &sets).unwrap();
+        let model = c.model.unwrap();
+        assert_eq!(
+            (model.name(), option(&model, "rows")),
+            ("gru-dnc".into(), Some(64))
+        );
+        let bad = ["model.memory.shift_range=1".to_string()];
+        let err = RunConfig::resolve(Some("copy"), Some("lstm-dnc"), None, &bad).unwrap_err();
+        assert!(err.to_string().contains("shift_range"), "{err}");
     }
 
     #[test]

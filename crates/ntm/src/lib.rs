@@ -4,8 +4,9 @@
 //! [`Baseline`] is a controller without memory (the paper's LSTM baseline), and both implement
 //! [`SequenceModel`], the one trait that tasks and training see. A [`ModelConfig`] names a
 //! controller and a memory from a [`ModelRegistry`] (`lstm-ntm`, `ff-ntm`, `gru-ntm`, `lstm`,
-//! ...), so a kind registered there combines with every other. The other crates are
-//! re-exported: [`addressing`], [`memory`], [`controller`], [`params`].
+//! ...; with the Differentiable Neural Computer's memory, `lstm-dnc`, `ff-dnc`, `gru-dnc`), so a
+//! kind registered there combines with every other. The other crates are re-exported:
+//! [`addressing`], [`memory`], [`dnc`], [`controller`], [`params`].
 //!
 //! From a name:
 //!
@@ -62,6 +63,7 @@ const TRIAL_BUILD_BYTES: f64 = (256u64 << 20) as f64;
 
 pub use ntm_addressing as addressing;
 pub use ntm_controller as controller;
+pub use ntm_dnc as dnc;
 pub use ntm_kernels as kernels;
 pub use ntm_memory as memory;
 pub use ntm_params as params;
@@ -466,7 +468,7 @@ impl ModelConfig {
 }
 
 /// The controllers and memories a [`ModelConfig`] can name: `ff`, `lstm` and `gru`
-/// controllers and the `ntm` memory by default, and any a user registers.
+/// controllers and the `ntm` and `dnc` memories by default, and any a user registers.
 ///
 /// Every controller × memory pair is a model, named `controller-memory`, and every controller
 /// alone is a baseline: registering a kind makes all its combinations buildable.
@@ -482,15 +484,33 @@ impl ModelConfig {
 /// let model = models.build(&config, 9, 8, 0, DType::F32, &Device::Cpu)?;
 /// assert_eq!(model.output_size(), 8);
 /// assert!(models.names().contains(&"gru-ntm".to_string()));
+/// assert!(models.names().contains(&"lstm-dnc".to_string()));
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ModelRegistry {
     /// The controller kinds.
     pub controllers: ControllerRegistry,
     /// The memory kinds.
     pub memories: MemoryRegistry,
+}
+
+impl Default for ModelRegistry {
+    /// The built-in kinds: the controllers of `ntm-controller`, the `ntm` memory of `ntm-memory`
+    /// and the `dnc` memory of `ntm-dnc`. The DNC is added here, not in `MemoryRegistry`, because
+    /// `ntm-memory` sits below `ntm-dnc` and knows nothing of it.
+    fn default() -> Self {
+        let mut memories = MemoryRegistry::default();
+        if memories.get(ntm_dnc::KIND).is_none() {
+            // Cannot fail: the name is free, as just checked.
+            let _ = memories.register(ntm_dnc::memory_kind());
+        }
+        Self {
+            controllers: ControllerRegistry::default(),
+            memories,
+        }
+    }
 }
 
 impl ModelRegistry {

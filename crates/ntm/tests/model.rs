@@ -372,3 +372,47 @@ fn fused_and_unfused_memory_give_the_same_model() {
         );
     }
 }
+
+#[test]
+fn dnc_models_build_count_their_parameters_and_trace_usage() {
+    use ntm::dnc::DncConfig;
+    let registry = ModelRegistry::default();
+    assert_eq!(registry.split_name("lstm-dnc").unwrap(), ("lstm", "dnc"));
+    let dnc = DncConfig {
+        rows: 12,
+        width: 5,
+        read_heads: 3,
+        write_heads: 2,
+    };
+    let (input, output, size) = (9, 8, 16);
+    for kind in ["lstm-dnc", "ff-dnc", "gru-dnc"] {
+        let mut config = ModelConfig::preset(kind).unwrap();
+        config.controller.size = size;
+        config.memory = ntm::dnc::memory_config(&dnc).unwrap();
+        let model = config
+            .build(input, output, 0, DType::F32, &Device::Cpu)
+            .unwrap();
+        // The DNC memory has no parameters: the controller, the interface layer (read keys and
+        // strengths, write keys and strengths, erase and write vectors, free, allocation and
+        // write gates, read modes) and the output layer.
+        let (r, w, wh) = (dnc.read_heads, dnc.width, dnc.write_heads);
+        let interface = r * w + r + wh * w + wh + 2 * wh * w + r + 2 * wh + r * (2 * wh + 1);
+        assert_eq!(interface, 72);
+        let controller_input = input + r * w;
+        let controller = match kind {
+            "lstm-dnc" => 4 * size * (controller_input + size + 1) + 2 * size,
+            "ff-dnc" => size * controller_input + size,
+            _ => 3 * size * (controller_input + size) + 6 * size + size, // GRU: two biases, h0
+        };
+        let expected = controller + (size + 1) * interface + (size + r * w + 1) * output;
+        assert_eq!(model.param_count(), expected, "{kind}");
+        let (logits, traces) = model
+            .forward_traced(&inputs(6, 2, input, DType::F32))
+            .unwrap();
+        assert_eq!(logits.dims(), &[6, 2, output]);
+        assert_eq!(traces.len(), 6);
+        let names: Vec<&str> = traces[5].extra.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["usage", "allocation", "links", "read modes"]);
+        assert_eq!(traces[5].read_weights.dims(), &[2, 3, 12]);
+    }
+}
