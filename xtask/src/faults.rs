@@ -407,6 +407,12 @@ fn plain_cases() -> Vec<(String, Vec<String>, Expect)> {
         Error("cuda:x"),
     );
     add(
+        "device cuda in a build without CUDA, or on a machine without a GPU",
+        args(&["train", "--task", "copy", "--device", "cuda"]),
+        Error("cuda"),
+    );
+    add("bf16 on the CPU", set("model.dtype=bf16"), Error("bf16"));
+    add(
         "device tpu",
         args(&["train", "--task", "copy", "--device", "tpu"]),
         Error("tpu"),
@@ -976,8 +982,9 @@ impl Sandbox {
         let lines = std::fs::read_to_string(self.path("busy").join("metrics.jsonl"))
             .unwrap_or_default()
             .lines()
+            .filter(|l| l.contains("bits_per_seq"))
             .count();
-        // 500 updates logged every 2: 250 lines, all of the first run's.
+        // 500 updates logged every 2: 250 records, all of the first run's.
         if r.ok && (!first.status.success() || lines != 250) {
             r.ok = false;
             r.detail = format!("first run {}; {lines} metrics lines", exit_of(first.status));

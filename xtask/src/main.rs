@@ -18,6 +18,7 @@ Commands:
       --out DIR               results folder (default results/<profile>)
       --emit-slurm FILE       write a SLURM job-array script instead of running anything
       --ntm PATH              use this ntm binary instead of building it
+      --device D              cpu (default), cuda or cuda:N, passed to every ntm command
   report      rebuild DIR/REPORT.md from the run directories in DIR
       --out DIR
   faults      throw bad input, faults and concurrency at the ntm binary and print a table
@@ -93,6 +94,7 @@ fn train_all(mut args: Args) -> Result<(), String> {
         .map_or_else(|| root().join("results").join(&profile), PathBuf::from);
     let slurm_file = args.value("--emit-slurm")?;
     let ntm = args.value("--ntm")?;
+    let device = args.value("--device")?.unwrap_or_else(|| "cpu".into());
     args.finish()?;
 
     let mut experiments = Experiment::load_dir(&root().join("tasks")).map_err(|e| e.to_string())?;
@@ -123,7 +125,8 @@ fn train_all(mut args: Args) -> Result<(), String> {
         Some(p) => PathBuf::from(p),
         None => build_ntm()?,
     };
-    let opts = SweepOptions::new(ntm, out.clone(), jobs);
+    let mut opts = SweepOptions::new(ntm, out.clone(), jobs);
+    opts.device = device;
     println!(
         "{} runs, {} at a time with {} thread(s) each, into {}",
         runs.len(),

@@ -16,14 +16,17 @@ fn quote(arg: &str) -> String {
 }
 
 fn command(args: &[String]) -> String {
-    std::iter::once("\"$NTM\"".to_string())
+    ["\"$NTM\"", "--device", "\"$DEVICE\""]
+        .into_iter()
+        .map(str::to_string)
         .chain(args.iter().map(|a| quote(a)))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 /// A bash script for `sbatch`: array index `i` trains run `i` into the shared `out` folder, then
-/// writes its generalisation costs and figure. `$NTM` names the binary (default `ntm`).
+/// writes its generalisation costs and figure. `$NTM` names the binary (default `ntm`),
+/// `$NTM_DEVICE` the device (default `cpu`).
 pub fn script(runs: &[RunSpec], out: &Path) -> String {
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
@@ -41,6 +44,7 @@ pub fn script(runs: &[RunSpec], out: &Path) -> String {
     ));
     s.push_str("set -euo pipefail\n");
     s.push_str("NTM=\"${NTM:-ntm}\"\n");
+    s.push_str("DEVICE=\"${NTM_DEVICE:-cpu}\"\n");
     s.push_str("export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
     s.push_str("case \"$SLURM_ARRAY_TASK_ID\" in\n");
     for (i, run) in runs.iter().enumerate() {

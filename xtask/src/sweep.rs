@@ -18,6 +18,8 @@ pub struct SweepOptions {
     pub jobs: usize,
     /// Threads of each run.
     pub threads: usize,
+    /// The device every run trains and evaluates on (`cpu`, `cuda:0`), passed as `--device`.
+    pub device: String,
 }
 
 impl SweepOptions {
@@ -30,6 +32,7 @@ impl SweepOptions {
             out,
             jobs,
             threads: (cores / jobs).max(1),
+            device: "cpu".to_string(),
         }
     }
 }
@@ -70,6 +73,8 @@ fn ntm(
         .args(args)
         .arg("--threads")
         .arg(opts.threads.to_string())
+        .arg("--device")
+        .arg(&opts.device)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -39,6 +39,7 @@ fn a_tiny_sweep_writes_a_report_and_reruns_skip_or_resume() {
         out: tmp.path().to_path_buf(),
         jobs: 2,
         threads: 1,
+        device: "cpu".to_string(),
     };
 
     let first = run_all(&runs, &opts, &|_, _| {}).unwrap();
@@ -48,6 +49,10 @@ fn a_tiny_sweep_writes_a_report_and_reruns_skip_or_resume() {
     assert!(md.contains("| ff-ntm |") && md.contains("| lstm |"), "{md}");
     assert!(md.contains("at 3 |") && md.contains("at 6 |"), "{md}");
     assert!(tmp.path().join("figures/copy-curves.svg").exists());
+    // The device reached every run.
+    let summary =
+        std::fs::read_to_string(tmp.path().join(&runs[0].dir).join("summary.json")).unwrap();
+    assert!(summary.contains("\"device\": \"cpu\""), "{summary}");
     assert!(tmp.path().join("figures/copy-ff-ntm-weights.png").exists());
     assert!(
         !tmp.path().join("figures/copy-lstm-weights.png").exists(),

@@ -1,7 +1,7 @@
 //! The description of one training run: task, model, training hyperparameters and seed, with
 //! the embedded defaults of every task and `key=value` overrides.
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use ntm::{ModelConfig, ModelRegistry, SequenceModel, NO_MEMORY};
 use ntm_tasks::{Task, TaskConfig, TaskRegistry};
 use serde::{Deserialize, Serialize};
@@ -380,12 +380,13 @@ impl Registry {
                     .into(),
             ));
         };
+        model.dtype.check(device)?;
         let model = self.models.build(
             model,
             task.input_size(),
             task.output_size(),
             config.seed,
-            DType::F32,
+            model.dtype.dtype(),
             device,
         )?;
         Ok((task, model))

@@ -47,6 +47,11 @@ fn steps(task: &dyn Task, size: Option<Size>) -> f64 {
     task.max_steps(size).map_or(1.0, |s| s as f64)
 }
 
+/// Bytes of one value of the model's dtype.
+fn value_bytes(model: Option<&ModelConfig>) -> f64 {
+    model.map_or(F32, |m| m.dtype.dtype().size_in_bytes() as f64)
+}
+
 fn data_per_step(task: &dyn Task) -> f64 {
     // Inputs, targets and the mask.
     (task.input_size() + task.output_size() + 1) as f64 * F32
@@ -63,10 +68,11 @@ pub fn training(config: &RunConfig, task: &dyn Task) -> Estimate {
         .as_ref()
         .map(|m| model_footprint(m, task.input_size(), task.output_size()));
     let (params, per_step) = model.map_or((0.0, 0.0), |m| (m.params, m.per_step));
+    let value = value_bytes(config.model.as_ref());
     let batch = t.batch_size.max(t.val_batch) as f64;
-    let bytes = params * 6.0 * F32
+    let bytes = params * 6.0 * value
         + t.val_sequences as f64 * steps * data_per_step(task)
-        + batch * steps * (per_step * F32 + data_per_step(task));
+        + batch * steps * (per_step * value + data_per_step(task));
     Estimate {
         what: format!("training {} on {}", config.model_name(), task.name()),
         bytes,
@@ -85,10 +91,11 @@ pub fn inference(
     let steps = steps(task, size);
     let m = model.map(|m| model_footprint(m, task.input_size(), task.output_size()));
     let (params, per_step) = m.map_or((0.0, 0.0), |m| (m.params, m.per_step));
+    let value = value_bytes(model);
     let batch = batch.min(sequences).max(1) as f64;
-    let bytes = params * 2.0 * F32
+    let bytes = params * 2.0 * value
         + sequences as f64 * steps * data_per_step(task)
-        + batch * steps * (per_step * F32 + data_per_step(task));
+        + batch * steps * (per_step * value + data_per_step(task));
     let at = size.map_or_else(|| "the training sizes".to_string(), |s| format!("size {s}"));
     Estimate {
         what: format!("{sequences} sequences of {} at {at}", task.name()),

@@ -127,6 +127,9 @@ pub struct Summary {
     pub converged_at_sequences: Option<u64>,
     /// Seconds when it was.
     pub converged_at_seconds: Option<f64>,
+    /// The device of the last session (`cpu`, `cuda:0`).
+    #[serde(default)]
+    pub device: String,
 }
 
 /// Receives progress from [`Trainer::run`]; the command line draws a progress bar with it.
@@ -159,8 +162,9 @@ pub fn to_tensor(seq: &Sequence, device: &Device) -> Result<Tensor> {
 
 /// Cost of `model` on one batch, without touching its parameters.
 pub fn score(model: &dyn SequenceModel, task: &dyn Task, batch: &Batch) -> Result<EvalStats> {
-    let device = model.params().device().clone();
-    let logits = model.forward(&to_tensor(&batch.inputs, &device)?)?;
+    let params = model.params();
+    let inputs = to_tensor(&batch.inputs, params.device())?.to_dtype(params.dtype())?;
+    let logits = model.forward(&inputs)?;
     score_logits(&logits, task, batch)
 }
 
@@ -273,8 +277,9 @@ pub fn trace(
     seed: u64,
 ) -> Result<(Batch, Tensor, Vec<MemoryTrace>)> {
     let batch = make_batches(task, 1, 1, size, seed, "trace")?.remove(0);
-    let device = model.params().device().clone();
-    let (logits, traces) = model.forward_traced(&to_tensor(&batch.inputs, &device)?)?;
+    let params = model.params();
+    let inputs = to_tensor(&batch.inputs, params.device())?.to_dtype(params.dtype())?;
+    let (logits, traces) = model.forward_traced(&inputs)?;
     let probs = (logits.neg()?.exp()? + 1.0)?.recip()?;
     Ok((batch, probs, traces))
 }
@@ -597,9 +602,11 @@ impl Trainer {
         // in the directory is written.
         let mut metrics = MetricsWriter::open(&dir.join(files::METRICS), self.progress.step)?;
         write_atomic(&dir.join(files::CONFIG), self.config.to_toml()?.as_bytes())?;
-        if !self.changes.is_empty() {
-            metrics.write_changes(self.progress.step, &std::mem::take(&mut self.changes))?;
-        }
+        metrics.write_session(&SessionRecord {
+            step: self.progress.step,
+            device: device_name(self.model.params().device()),
+            config_changes: std::mem::take(&mut self.changes),
+        })?;
         let checkpoint_path = dir.join(files::CHECKPOINT);
         let t = self.config.train.clone();
         let session = Instant::now();
@@ -676,6 +683,7 @@ impl Trainer {
             converged: p.converged_at_sequences.is_some(),
             converged_at_sequences: p.converged_at_sequences,
             converged_at_seconds: p.converged_at_seconds,
+            device: device_name(self.model.params().device()),
         };
         let text = serde_json::to_string_pretty(&summary)
             .map_err(|e| TrainError::Config(e.to_string()))?;
@@ -745,13 +753,26 @@ impl Window {
     }
 }
 
-/// A line of `metrics.jsonl` that records configuration changes on resume.
+/// A line of `metrics.jsonl` written when a session of the run starts (the first, and each
+/// resume): where it runs, and what a resume changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangesRecord {
-    /// The step at which the run resumed with the changes.
+pub struct SessionRecord {
+    /// The step at which the session starts.
     pub step: u64,
-    /// What changed.
+    /// The device it trains on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// The configuration changes a resume made (none for the first session).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_changes: Vec<ConfigChange>,
+}
+
+/// A device's name as the command line takes it: `cpu`, `cuda:0`, `metal:0`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// The lines of a metrics file as JSON values with their steps. A last line without its
@@ -832,15 +853,12 @@ impl MetricsWriter {
         self.write_line(record)
     }
 
-    fn write_changes(&mut self, step: u64, changes: &[ConfigChange]) -> Result<()> {
-        self.write_line(&ChangesRecord {
-            step,
-            config_changes: changes.to_vec(),
-        })
+    fn write_session(&mut self, session: &SessionRecord) -> Result<()> {
+        self.write_line(session)
     }
 }
 
-/// Reads a run directory's metrics records (the lines of [`ChangesRecord`]s are left out).
+/// Reads a run directory's metrics records (the lines of [`SessionRecord`]s are left out).
 pub fn read_metrics(dir: &Path) -> Result<Vec<MetricsRecord>> {
     let path = dir.join(files::METRICS);
     let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
@@ -853,8 +871,9 @@ pub fn read_metrics(dir: &Path) -> Result<Vec<MetricsRecord>> {
         .collect())
 }
 
-/// The configuration changes recorded in a run directory's metrics.
-pub fn read_changes(dir: &Path) -> Result<Vec<ChangesRecord>> {
+/// The sessions recorded in a run directory's metrics: where each ran and what each resume
+/// changed.
+pub fn read_sessions(dir: &Path) -> Result<Vec<SessionRecord>> {
     let path = dir.join(files::METRICS);
     let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
         path: path.clone(),

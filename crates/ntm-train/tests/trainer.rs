@@ -5,7 +5,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use ntm_train::trainer::files;
 use ntm_train::{
-    read_changes, read_metrics, Observer, Quiet, RunConfig, RunDir, StepStats, TrainError, Trainer,
+    read_metrics, read_sessions, Observer, Quiet, RunConfig, RunDir, StepStats, TrainError, Trainer,
 };
 
 fn tiny(max_sequences: u64, extra: &[&str]) -> RunConfig {
@@ -316,12 +316,16 @@ fn a_resumed_run_changes_budgets_only_and_the_metrics_record_it() {
     }
     let mut more = resumed(tiny(16, &[]), &dir);
     more.run(&dir, &mut Quiet).unwrap();
-    let changes = read_changes(&dir).unwrap();
+    let sessions = read_sessions(&dir).unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!((sessions[0].step, sessions[0].device.as_str()), (0, "cpu"));
+    assert!(sessions[0].config_changes.is_empty());
+    let changes = &sessions[1].config_changes;
+    assert_eq!(sessions[1].step, 2);
     assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0].step, 2);
-    assert_eq!(changes[0].config_changes[0].key, "train.max_sequences");
-    assert_eq!(changes[0].config_changes[0].from.as_deref(), Some("8"));
-    assert_eq!(changes[0].config_changes[0].to.as_deref(), Some("16"));
+    assert_eq!(changes[0].key, "train.max_sequences");
+    assert_eq!(changes[0].from.as_deref(), Some("8"));
+    assert_eq!(changes[0].to.as_deref(), Some("16"));
     // Records stay readable around the change line.
     assert_eq!(read_metrics(&dir).unwrap().last().unwrap().step, 4);
 }
@@ -481,4 +485,22 @@ fn the_checkpoint_config_is_the_truth_and_an_edited_config_toml_is_an_error() {
     )
     .unwrap();
     ntm_train::load_run(&dir, &Device::Cpu).unwrap();
+}
+
+#[test]
+fn the_dtype_is_a_config_key_checked_against_the_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(tiny(8, &["model.dtype=f64"]), &Device::Cpu).unwrap();
+    assert_eq!(t.model().params().dtype(), candle_core::DType::F64);
+    let stats = t.step().unwrap();
+    assert!(stats.loss_bits.is_finite());
+    t.run(&tmp.path().join("f64"), &mut Quiet).unwrap();
+    let summary = std::fs::read_to_string(tmp.path().join("f64").join(files::SUMMARY)).unwrap();
+    assert!(summary.contains("\"device\": \"cpu\""), "{summary}");
+
+    let err = Trainer::new(tiny(8, &["model.dtype=bf16"]), &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("bf16"), "{err}");
+    let err =
+        RunConfig::resolve(Some("copy"), None, None, &["model.dtype=f16".into()]).unwrap_err();
+    assert!(err.to_string().contains("model.dtype"), "{err}");
 }

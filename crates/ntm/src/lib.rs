@@ -414,6 +414,45 @@ pub struct ModelConfig {
     /// Clip the interface vector to `+-clip` (0 disables; Collier & Beel 2018 use 20).
     #[serde(default = "default_clip")]
     pub clip: f64,
+    /// The dtype of the parameters and of every computation.
+    #[serde(default)]
+    pub dtype: Precision,
+}
+
+/// The floating-point type a model computes in: `"f32"` (the default), `"f64"` (for gradient
+/// checks and reference runs) or `"bf16"` (on a GPU).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// 64-bit floats.
+    F64,
+    /// bfloat16, on CUDA devices.
+    Bf16,
+}
+
+impl Precision {
+    /// The candle dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F64 => DType::F64,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+
+    /// An error unless `device` computes in this precision: the CPU takes `f32` and `f64`.
+    pub fn check(self, device: &Device) -> Result<()> {
+        if self == Precision::Bf16 && device.is_cpu() {
+            return Err(NtmError::Config(
+                "model.dtype = \"bf16\" needs a CUDA device: on the CPU a model computes in f32 or f64"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_clip() -> f64 {
@@ -429,6 +468,7 @@ impl Default for ModelConfig {
             controller: ControllerConfig::new("lstm", 100, 1),
             memory: MemoryConfig::named("ntm"),
             clip: default_clip(),
+            dtype: Precision::F32,
         }
     }
 }
@@ -556,6 +596,7 @@ impl ModelRegistry {
             controller: ControllerConfig::new(controller, 100, 1),
             memory,
             clip: default_clip(),
+            dtype: Precision::F32,
         })
     }
 
