@@ -100,9 +100,9 @@ mod tests {
         // The same on the device.
         let dev = Device::Cpu;
         let on_device: f32 = bit_errors_tensor(
-            &Tensor::from_slice(&logits.map(|x| x as f32), (2, 2, 2), &dev).unwrap(),
-            &Tensor::from_slice(&targets.map(|x| x as f32), (2, 2, 2), &dev).unwrap(),
-            &Tensor::from_slice(&mask.map(|x| x as f32), (2, 2, 1), &dev).unwrap(),
+            &Tensor::from_slice(&logits, (2, 2, 2), &dev).unwrap(),
+            &Tensor::from_slice(&targets, (2, 2, 2), &dev).unwrap(),
+            &Tensor::from_slice(&mask, (2, 2, 1), &dev).unwrap(),
         )
         .unwrap()
         .to_scalar()
