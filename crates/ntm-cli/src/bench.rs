@@ -46,7 +46,10 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize, limit: f64) -> super::
     let config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
     let task = ntm_train::Registry::default().tasks.build(&config.task)?;
     ntm_train::footprint::training(&config, task.as_ref()).check(limit)?;
+    // Threads in use: the parts of a batch run in parallel, a whole batch on one thread.
+    let threads = threads.min(config.train.shards).max(1);
     let mut trainer = Trainer::new(config, dev)?;
+    trainer.set_threads(threads);
     for _ in 0..args.warmup {
         trainer.step()?;
     }

@@ -62,8 +62,9 @@ fn keep_freed_memory() {
     about = "Train, evaluate and inspect Neural Turing Machines"
 )]
 struct Cli {
-    /// Rayon threads for candle's kernels (default 1, or RAYON_NUM_THREADS): one is fastest at
-    /// the paper's sizes; see the README.
+    /// Threads a run may use for the parts of a batch (`train.shards`); default: the machine's
+    /// cores. candle's own kernels stay on one thread (RAYON_NUM_THREADS overrides), which is
+    /// fastest at the paper's sizes; see the README.
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Device: `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
@@ -271,13 +272,13 @@ enum Outcome {
     Interrupted(u8),
 }
 
-fn train(args: TrainArgs, dev: &Device, limit: f64) -> Result<Outcome> {
+fn train(args: TrainArgs, dev: &Device, limit: f64, threads: usize) -> Result<Outcome> {
     let mut sets = args.sets.clone();
     if let Some(seed) = args.seed {
         sets.push(format!("seed={seed}"));
     }
     if args.resume {
-        return resume(args, sets, dev);
+        return resume(args, sets, dev, threads);
     }
     let file = match &args.config {
         Some(path) => {
@@ -314,13 +315,14 @@ fn train(args: TrainArgs, dev: &Device, limit: f64) -> Result<Outcome> {
     }
     // Checked before the lock file is created too, so a user's directory is left untouched.
     ntm_train::rundir::check_fresh_at(&out)?;
-    let trainer = Trainer::new(config, dev)?;
+    let mut trainer = Trainer::new(config, dev)?;
+    trainer.set_threads(threads);
     let dir = RunDir::acquire(&out)?;
     dir.check_fresh()?;
     run_training(trainer, &dir)
 }
 
-fn resume(args: TrainArgs, sets: Vec<String>, dev: &Device) -> Result<Outcome> {
+fn resume(args: TrainArgs, sets: Vec<String>, dev: &Device, threads: usize) -> Result<Outcome> {
     let out = args.out.clone().ok_or("--resume needs --out DIR")?;
     if args.config.is_some() {
         return Err("--resume continues the run with its own config; --config is not taken (change budgets with --set train.max_sequences=N)".into());
@@ -342,6 +344,7 @@ fn resume(args: TrainArgs, sets: Vec<String>, dev: &Device) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let mut trainer = Trainer::new(config, dev)?;
+    trainer.set_threads(threads);
     trainer.load_checkpoint(&dir.join(files::CHECKPOINT))?;
     run_training(trainer, &dir)
 }
@@ -511,22 +514,24 @@ fn run(cli: Cli, threads: usize) -> Result<Outcome> {
     let dev = device(&cli.device)?;
     ntm::kernels::set_enabled(cli.kernels == Kernels::Fused);
     match cli.command {
-        Command::Train(a) => train(a, &dev, limit),
+        Command::Train(a) => train(a, &dev, limit, threads),
         Command::Eval(a) => eval(a, &dev, limit).map(|()| Outcome::Done),
         Command::Show(a) => show(a, &dev, limit).map(|()| Outcome::Done),
         Command::Bench(a) => bench::run(a, &dev, threads, limit).map(|()| Outcome::Done),
     }
 }
 
-/// Sets the thread count before candle or rayon first look at it; returns it.
+/// Keeps candle's rayon pool at one thread unless RAYON_NUM_THREADS says otherwise (set before
+/// candle or rayon first look at it), and returns the threads for the parts of a batch.
 fn set_threads(threads: Option<usize>) -> usize {
     let from_env = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|&n: &usize| n > 0);
-    let n = threads.or(from_env).unwrap_or(1).max(1);
-    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    n
+    std::env::set_var("RAYON_NUM_THREADS", from_env.unwrap_or(1).to_string());
+    threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 fn main() -> ExitCode {

@@ -40,6 +40,11 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Write a checkpoint every this many updates (and at the end).
     pub checkpoint_every: u64,
+    /// Parts each batch is split into, whose gradients are summed: parts run in parallel on
+    /// the threads a run is given ([`Trainer::set_threads`](crate::Trainer::set_threads)), and
+    /// the result does not depend on how many threads there are. 1 (the default) runs the
+    /// batch whole.
+    pub shards: usize,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +71,7 @@ impl Default for TrainConfig {
             val_batch: 50,
             log_every: 100,
             checkpoint_every: 2000,
+            shards: 1,
         }
     }
 }
@@ -480,6 +486,8 @@ impl TrainConfig {
         let t = self;
         let problem = if t.batch_size == 0 {
             Some("train.batch_size must be >= 1")
+        } else if t.shards == 0 || t.shards > t.batch_size {
+            Some("train.shards must be between 1 and train.batch_size")
         } else if t.val_sequences == 0 || t.val_batch == 0 {
             Some("train.val_sequences and train.val_batch must be >= 1")
         } else if t.eval_every == 0 || t.log_every == 0 || t.checkpoint_every == 0 {

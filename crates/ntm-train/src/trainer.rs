@@ -311,6 +311,8 @@ pub struct Trainer {
     on_disk: Option<u64>,
     /// Changes of the configuration since the loaded checkpoint, for the metrics.
     changes: Vec<ConfigChange>,
+    /// Threads for the parts of a batch.
+    threads: usize,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -388,6 +390,7 @@ impl Trainer {
             progress: Progress::default(),
             on_disk: None,
             changes: Vec::new(),
+            threads: 1,
         })
     }
 
@@ -470,15 +473,18 @@ impl Trainer {
         let batch = self.task.batch(t.batch_size, None, &mut rng)?;
         let params = self.model.params();
         let (device, dtype) = (params.device().clone(), params.dtype());
-        let logits = self
-            .model
-            .forward(&to_tensor(&batch.inputs, &device)?.to_dtype(dtype)?)?;
+        let inputs = to_tensor(&batch.inputs, &device)?.to_dtype(dtype)?;
         let targets = to_tensor(&batch.targets, &device)?.to_dtype(dtype)?;
         let mask = to_tensor(&batch.mask, &device)?.to_dtype(dtype)?;
-        let loss = masked_bce(&logits, &targets, &mask)?;
-        let errors = bit_errors_tensor(&logits, &targets, &mask)?;
-        let grads = loss.backward()?;
-        let mut grads = self.optimizer.gradients(&grads)?;
+        let (loss, errors, mut grads) = if t.shards <= 1 {
+            let logits = self.model.forward(&inputs)?;
+            let loss = masked_bce(&logits, &targets, &mask)?;
+            let errors = bit_errors_tensor(&logits, &targets, &mask)?;
+            let grads = self.optimizer.gradients(&loss.backward()?)?;
+            (loss, errors, grads)
+        } else {
+            self.sharded_gradients(&inputs, &targets, &mask, t.shards)?
+        };
         if t.clip_value > 0.0 {
             clip_values(&mut grads, t.clip_value)?;
         }
@@ -529,6 +535,84 @@ impl Trainer {
             grad_norm,
             time_steps: batch.steps(),
         })
+    }
+
+    /// The loss, bit errors and gradients of a batch split into `shards` parts along the batch,
+    /// each weighted by its share of the sequences and summed in order, the parts running on
+    /// up to [`Trainer::set_threads`] threads: the same numbers whatever the thread count.
+    fn sharded_gradients(
+        &self,
+        inputs: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        shards: usize,
+    ) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+        let batch = inputs.dim(1)?;
+        let shards = shards.min(batch);
+        let model = self.model.as_ref();
+        let optimizer = &self.optimizer;
+        let part = |k: usize| -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+            let (start, end) = (k * batch / shards, (k + 1) * batch / shards);
+            let slice = |t: &Tensor| t.narrow(1, start, end - start)?.contiguous();
+            let (targets, mask) = (slice(targets)?, slice(mask)?);
+            let logits = model.forward(&slice(inputs)?)?;
+            let weight = (end - start) as f64 / batch as f64;
+            let loss = (masked_bce(&logits, &targets, &mask)? * weight)?;
+            let errors = (bit_errors_tensor(&logits, &targets, &mask)? * weight)?;
+            let grads = optimizer.gradients(&loss.backward()?)?;
+            Ok((loss, errors, grads))
+        };
+        let workers = self.threads.clamp(1, shards);
+        let mut parts: Vec<Option<Result<(Tensor, Tensor, Vec<Tensor>)>>> =
+            (0..shards).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..workers)
+                .map(|w| {
+                    let part = &part;
+                    scope.spawn(move || {
+                        (w..shards)
+                            .step_by(workers)
+                            .map(|k| (k, part(k)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for k in (0..shards).step_by(workers) {
+                parts[k] = Some(part(k));
+            }
+            for handle in handles {
+                // A worker that panicked leaves its parts empty; that is reported below.
+                if let Ok(done) = handle.join() {
+                    for (k, result) in done {
+                        parts[k] = Some(result);
+                    }
+                }
+            }
+        });
+        let mut total: Option<(Tensor, Tensor, Vec<Tensor>)> = None;
+        for part in parts {
+            let (loss, errors, grads) = part.ok_or_else(|| {
+                TrainError::Config("a training thread stopped without a result".into())
+            })??;
+            total = Some(match total {
+                None => (loss, errors, grads),
+                Some((l, e, g)) => (
+                    (l + loss)?,
+                    (e + errors)?,
+                    g.iter()
+                        .zip(&grads)
+                        .map(|(a, b)| a + b)
+                        .collect::<candle_core::Result<Vec<_>>>()?,
+                ),
+            });
+        }
+        total.ok_or_else(|| TrainError::Config("a batch of no sequences".into()))
+    }
+
+    /// Threads a step may use for the parts of a batch (`train.shards`); 1 by default. The
+    /// result of a step does not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
     }
 
     /// Cost on the fixed validation set; a non-finite cost or loss is an error.

@@ -504,3 +504,54 @@ fn the_dtype_is_a_config_key_checked_against_the_device() {
         RunConfig::resolve(Some("copy"), None, None, &["model.dtype=f16".into()]).unwrap_err();
     assert!(err.to_string().contains("model.dtype"), "{err}");
 }
+
+fn params_of(t: &Trainer) -> Vec<f32> {
+    t.model()
+        .params()
+        .named_vars()
+        .iter()
+        .flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_batch_in_shards_gives_the_same_update_on_any_number_of_threads() {
+    let steps = |shards: usize, threads: usize| {
+        let mut t = Trainer::new(
+            tiny(
+                400,
+                &["train.batch_size=8", &format!("train.shards={shards}")],
+            ),
+            &Device::Cpu,
+        )
+        .unwrap();
+        t.set_threads(threads);
+        let stats: Vec<_> = (0..3).map(|_| t.step().unwrap()).collect();
+        (params_of(&t), stats)
+    };
+    let (whole, whole_stats) = steps(1, 1);
+    let (one_thread, one_stats) = steps(4, 1);
+    let (two_threads, two_stats) = steps(4, 2);
+    let (three_threads, _) = steps(4, 3);
+    // The thread count never changes the result.
+    assert_eq!(one_thread, two_threads);
+    assert_eq!(one_thread, three_threads);
+    assert_eq!(one_stats, two_stats);
+    // Shards change only the order of a sum: the same update up to rounding.
+    assert_ne!(whole, one_thread, "sharding changed nothing at all");
+    let worst = whole
+        .iter()
+        .zip(&one_thread)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst < 1e-5, "{worst}");
+    for (a, b) in whole_stats.iter().zip(&one_stats) {
+        assert!(
+            (a.loss_bits - b.loss_bits).abs() < 1e-4 * a.loss_bits,
+            "{a:?} {b:?}"
+        );
+        assert!((a.cost - b.cost).abs() < 1e-9, "{a:?} {b:?}");
+    }
+    let sets = ["train.batch_size=4", "train.shards=5"].map(String::from);
+    let err = RunConfig::resolve(Some("copy"), None, None, &sets).unwrap_err();
+    assert!(err.to_string().contains("train.shards"), "{err}");
+}

@@ -115,7 +115,10 @@ pub type Result<T> = std::result::Result<T, NtmError>;
 ///
 /// Sequences are time-major: inputs `[time, batch, input_size]`, outputs
 /// `[time, batch, output_size]`. Every sequence starts from the model's initial state.
-pub trait SequenceModel {
+///
+/// A model is `Send + Sync`: training may run parts of a batch on several threads at once,
+/// each through `forward` on the same model.
+pub trait SequenceModel: Send + Sync {
     /// Input features per step.
     fn input_size(&self) -> usize;
 
@@ -295,7 +298,11 @@ impl<C: Controller, M: Memory> Ntm<C, M> {
     }
 }
 
-impl<C: Controller, M: Memory> SequenceModel for Ntm<C, M> {
+impl<C, M> SequenceModel for Ntm<C, M>
+where
+    C: Controller + Send + Sync,
+    M: Memory + Send + Sync,
+{
     fn input_size(&self) -> usize {
         self.input_size
     }
@@ -360,7 +367,7 @@ impl Baseline<Lstm> {
     }
 }
 
-impl<C: Controller> SequenceModel for Baseline<C> {
+impl<C: Controller + Send + Sync> SequenceModel for Baseline<C> {
     fn input_size(&self) -> usize {
         self.controller.input_size()
     }
