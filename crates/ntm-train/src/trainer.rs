@@ -299,6 +299,9 @@ fn check_sizes(model: &dyn SequenceModel, task: &dyn Task) -> Result<()> {
     Ok(())
 }
 
+/// The loss, the bit errors (scalars on the device) and the gradients of a batch or a part.
+type Measured = (Tensor, Tensor, Vec<Tensor>);
+
 /// Trains one model on one task.
 pub struct Trainer {
     config: RunConfig,
@@ -546,12 +549,12 @@ impl Trainer {
         targets: &Tensor,
         mask: &Tensor,
         shards: usize,
-    ) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+    ) -> Result<Measured> {
         let batch = inputs.dim(1)?;
         let shards = shards.min(batch);
         let model = self.model.as_ref();
         let optimizer = &self.optimizer;
-        let part = |k: usize| -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+        let part = |k: usize| -> Result<Measured> {
             let (start, end) = (k * batch / shards, (k + 1) * batch / shards);
             let slice = |t: &Tensor| t.narrow(1, start, end - start)?.contiguous();
             let (targets, mask) = (slice(targets)?, slice(mask)?);
@@ -563,8 +566,7 @@ impl Trainer {
             Ok((loss, errors, grads))
         };
         let workers = self.threads.clamp(1, shards);
-        let mut parts: Vec<Option<Result<(Tensor, Tensor, Vec<Tensor>)>>> =
-            (0..shards).map(|_| None).collect();
+        let mut parts: Vec<Option<Result<Measured>>> = (0..shards).map(|_| None).collect();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (1..workers)
                 .map(|w| {
@@ -589,7 +591,7 @@ impl Trainer {
                 }
             }
         });
-        let mut total: Option<(Tensor, Tensor, Vec<Tensor>)> = None;
+        let mut total: Option<Measured> = None;
         for part in parts {
             let (loss, errors, grads) = part.ok_or_else(|| {
                 TrainError::Config("a training thread stopped without a result".into())
