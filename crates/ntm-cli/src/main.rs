@@ -12,7 +12,7 @@ mod figure;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -29,7 +29,54 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 // Training allocates and frees the same few hundred tensors every step, some above glibc's
 // mmap threshold; glibc then maps and unmaps pages each time. mimalloc reuses them.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: Counting = Counting;
+
+/// Bytes allocated and not yet freed, counted while [`COUNTING`] is on (`ntm bench --scaling`
+/// reads it to measure what the graph holds for the backward pass).
+pub(crate) static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+/// Whether allocations are counted; off, the count costs one relaxed load per allocation.
+pub(crate) static COUNTING: AtomicBool = AtomicBool::new(false);
+
+/// mimalloc, with an optional count of live bytes. No allocator crate measures this, so it is
+/// written here: a thin wrapper that forwards every call.
+struct Counting;
+
+impl Counting {
+    fn count(delta: isize) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every method forwards to mimalloc with the caller's arguments unchanged, so the
+// contract of `GlobalAlloc` holds as it does for mimalloc; the count is a side effect only.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::count(layout.size() as isize);
+        // SAFETY: forwarded as received.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::count(layout.size() as isize);
+        // SAFETY: forwarded as received.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        Self::count(-(layout.size() as isize));
+        // SAFETY: forwarded as received.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        Self::count(new_size as isize - layout.size() as isize);
+        // SAFETY: forwarded as received.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
 
 /// mimalloc's `mi_option_purge_delay` (its position in the option enum of mimalloc 3).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

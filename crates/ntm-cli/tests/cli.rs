@@ -277,3 +277,38 @@ fn a_dnc_run_trains_and_shows_its_usage_and_links() {
     // Usage, allocation, links and read modes below the weightings: a taller figure.
     assert!(png_height(&dnc_png) > png_height(&ntm_png) + 200);
 }
+
+#[test]
+fn the_scaling_sweep_measures_growth_with_rows_and_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ntm(&[
+        "bench",
+        "--scaling",
+        "--model",
+        "ff-ntm",
+        "--rows",
+        "16,64",
+        "--lengths",
+        "3,12",
+        "--out",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Rows: rows, length, steps, ms per step, held MiB, held per step KiB.
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .filter_map(|l| {
+            let v: Vec<f64> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+            (v.len() == 6).then_some(v)
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    // Four times the rows hold more for the backward pass; four times the steps, too.
+    assert!(rows[1][4] > rows[0][4], "{text}");
+    assert!(rows[3][4] > 2.0 * rows[2][4], "{text}");
+    for name in ["scaling-rows.svg", "scaling-length.svg"] {
+        let svg = std::fs::read_to_string(tmp.path().join(name)).unwrap();
+        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{name}");
+    }
+}
