@@ -61,7 +61,9 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize, limit: f64) -> super::
     sets.push("train.val_sequences=1".into());
     let config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
     let task = ntm_train::Registry::default().tasks.build(&config.task)?;
-    ntm_train::footprint::training(&config, task.as_ref()).check(limit)?;
+    ntm_train::footprint::training(&config, task.as_ref())
+        .check(limit)
+        .map_err(super::with_flag)?;
     // Threads in use: the parts of a batch run in parallel, a whole batch on one thread.
     let threads = threads.min(config.train.shards).max(1);
     let mut trainer = Trainer::new(config, dev)?;
@@ -139,7 +141,8 @@ fn measure(
         args.batch,
         args.batch,
     )
-    .check(limit)?;
+    .check(limit)
+    .map_err(super::with_flag)?;
     let (task, model) = registry.build(&config, dev)?;
     let batch = ntm_train::make_batches(
         task.as_ref(),

@@ -246,6 +246,14 @@ fn memory_limit(gib: Option<f64>) -> Result<f64> {
     }
 }
 
+/// A refusal for size, with the flag that raises the limit.
+fn with_flag(e: TrainError) -> Box<dyn std::error::Error> {
+    match e {
+        TrainError::TooLarge { .. } => format!("{e}; raise it with --memory-limit GIB").into(),
+        other => other.into(),
+    }
+}
+
 /// `MemAvailable` from `/proc/meminfo`, in bytes (Linux; `None` elsewhere). Read by hand: a
 /// system-information crate would add a large dependency for this one number.
 fn available_memory() -> Option<f64> {
@@ -352,7 +360,9 @@ fn train(args: TrainArgs, dev: &Device, limit: f64, threads: usize) -> Result<Ou
         return Ok(Outcome::Done);
     }
     let task = Registry::default().tasks.build(&config.task)?;
-    footprint::training(&config, task.as_ref()).check(limit)?;
+    footprint::training(&config, task.as_ref())
+        .check(limit)
+        .map_err(with_flag)?;
     if out.join(files::CHECKPOINT).exists() {
         return Err(format!(
             "{} already holds a run; pass --resume to continue it or choose another --out",
@@ -479,7 +489,8 @@ fn eval(args: EvalArgs, dev: &Device, limit: f64) -> Result<()> {
             args.sequences,
             batch,
         )
-        .check(limit)?;
+        .check(limit)
+        .map_err(with_flag)?;
     }
     let mut results = Vec::new();
     for size in sizes {
@@ -529,7 +540,8 @@ fn show(args: ShowArgs, dev: &Device, limit: f64) -> Result<()> {
         1,
         1,
     )
-    .check(limit)?;
+    .check(limit)
+    .map_err(with_flag)?;
     if let Some(steps) = run.task.max_steps(args.length) {
         if steps > ntm_plot::MAX_WIDTH {
             return Err(format!(

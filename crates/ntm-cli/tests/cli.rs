@@ -299,7 +299,10 @@ fn the_scaling_sweep_measures_growth_with_rows_and_length() {
     let rows: Vec<Vec<f64>> = text
         .lines()
         .filter_map(|l| {
-            let v: Vec<f64> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+            let v: Vec<f64> = l
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
             (v.len() == 6).then_some(v)
         })
         .collect();
@@ -309,6 +312,9 @@ fn the_scaling_sweep_measures_growth_with_rows_and_length() {
     assert!(rows[3][4] > 2.0 * rows[2][4], "{text}");
     for name in ["scaling-rows.svg", "scaling-length.svg"] {
         let svg = std::fs::read_to_string(tmp.path().join(name)).unwrap();
-        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{name}");
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{name}"
+        );
     }
 }

@@ -130,7 +130,7 @@ pub enum TrainError {
         why: String,
     },
     /// A request would need more memory than the limit allows.
-    #[error("{what} needs about {} but the limit is {} (raise the memory limit to allow it)", ntm::footprint::human_bytes(*needed), ntm::footprint::human_bytes(*limit))]
+    #[error("{what} needs about {} but the limit is {}", ntm::footprint::human_bytes(*needed), ntm::footprint::human_bytes(*limit))]
     TooLarge {
         /// What was asked for.
         what: String,
