@@ -148,10 +148,10 @@ fn agree(n: usize, wh: usize, r: usize) {
     }
     let case = format!("N = {n}, {wh} write heads, {r} read heads");
     let names = ["links", "precedence", "forward", "backward"];
-    for t in 0..2 {
-        for k in 0..4 {
-            let e = relative(&all[0][t][k], &all[1][t][k]);
-            assert!(e < 1e-12, "{case}: step {t} {} differs by {e:e}", names[k]);
+    for (t, (fused, composed)) in all[0].iter().zip(&all[1]).enumerate() {
+        for (name, (a, b)) in names.iter().zip(fused.iter().zip(composed)) {
+            let e = relative(a, b);
+            assert!(e < 1e-12, "{case}: step {t} {name} differs by {e:e}");
         }
     }
     let inputs = ["links", "precedence", "w1", "w2", "u1", "u2"];
