@@ -19,9 +19,14 @@
 //! 7. read weightings from the read modes ([`read_weighting`]), and the reads.
 //!
 //! Content lookup is `ntm-addressing`'s cosine similarity and softmax. The pieces are public
-//! functions of batched tensors, so each can be tested and reused on its own. Depends on
-//! `candle-core`, `ntm-addressing`, `ntm-params` and `ntm-memory` (the trait and the
-//! erase-and-add write); nothing below it knows about it. The `ntm` crate registers it as the
+//! functions of batched tensors, so each can be tested and reused on its own; composed of candle
+//! operations they are the reference, and the path on other devices or with the kernels switched
+//! off. On the CPU, steps 5 and 6 (the part whose cost grows with `N^2`) run as one op of
+//! `ntm-kernels` with an analytic backward (`LinkStep`): one pass over each link matrix makes the
+//! new matrix, the new precedence and both directional weightings, and the link state passes from
+//! one step to the next as a single flat tensor. Depends on `candle-core`, `ntm-kernels`,
+//! `ntm-addressing`, `ntm-params` and `ntm-memory` (the trait and the erase-and-add write);
+//! nothing below it knows about it. The `ntm` crate registers it as the
 //! memory kind [`KIND`] (`dnc`), which makes `lstm-dnc`, `ff-dnc` and `gru-dnc` models.
 //!
 //! ```
@@ -48,8 +53,9 @@
 //! # }
 //! ```
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, TensorId};
 use ntm_addressing::softmax;
+use ntm_kernels::LinkStep;
 use ntm_memory::{Memory, MemoryConfig, MemoryError, MemoryKind, MemoryTrace};
 use ntm_params::{sigmoid, softplus, Params};
 use serde::{Deserialize, Serialize};
@@ -340,9 +346,11 @@ pub struct DncState {
     /// Usage of each row, in `[0, 1]`, `[B, N]`.
     pub usage: Tensor,
     /// One temporal link matrix per write head, `[B, Wh, N, N]`: entry `[i, j]` is the degree
-    /// to which row `i` was written right after row `j`.
+    /// to which row `i` was written right after row `j`. After a fused step, a strided view of
+    /// its flat link state; a step takes whatever tensor is here.
     pub links: Tensor,
-    /// Precedence weightings `[B, Wh, N]`: the degree to which each row was written last.
+    /// Precedence weightings `[B, Wh, N]`: the degree to which each row was written last (a
+    /// view like `links`).
     pub precedence: Tensor,
     /// Read vectors `[B, R * W]`: what the controller sees next.
     pub reads: Tensor,
@@ -352,6 +360,31 @@ pub struct DncState {
     /// The read modes of the step that made this state `[B, R, 2 Wh + 1]` (zero at the start),
     /// kept for [`Memory::trace`].
     pub read_modes: Tensor,
+    /// The fused link step's flat state, where the step that made this state ran it; `links`
+    /// and `precedence` are then views of it.
+    fused_links: Option<FusedLinks>,
+}
+
+/// A flat link state of `ntm-kernels` and the tensors `links` and `precedence` were when it was
+/// made: a state whose `links` or `precedence` has since been replaced is packed again.
+#[derive(Debug, Clone)]
+struct FusedLinks {
+    state: Tensor,
+    links: TensorId,
+    precedence: TensorId,
+}
+
+impl DncState {
+    /// The flat link state for the fused link step: the one the previous step made if `links`
+    /// and `precedence` are still its views, else packed from them.
+    fn link_state(&self, step: &LinkStep) -> Result<Tensor> {
+        match &self.fused_links {
+            Some(f) if f.links == self.links.id() && f.precedence == self.precedence.id() => {
+                Ok(f.state.clone())
+            }
+            _ => Ok(step.pack(&self.links, &self.precedence)?),
+        }
+    }
 }
 
 impl DncState {
@@ -375,6 +408,7 @@ impl DncState {
             reads: zeros(&[batch, r * w])?,
             allocation: zeros(&[batch, wh, n])?,
             read_modes: zeros(&[batch, r, config.read_modes()])?,
+            fused_links: None,
         })
     }
 }
@@ -451,14 +485,37 @@ impl DncMemory {
         )?;
         // 4. Erase, then write, with every write head.
         let memory = ntm_memory::write(&s.memory, &write_weights, &i.erase, &i.write_vectors)?;
-        // 5. Links from the precedence before this write, then the new precedence.
-        let links = update_links(&s.links, &s.precedence, &write_weights)?;
-        let precedence = update_precedence(&s.precedence, &write_weights)?;
-        // 6-7. Follow the new links from the previous read weightings; mix with content lookup
-        //      in the written memory; read.
-        let (forward, backward) = directional_weights(&links, &s.read_weights)?;
+        // 5-7. Links from the precedence before this write, then the new precedence; follow the
+        //      new links from the previous read weightings (one fused op on the CPU); mix with
+        //      content lookup in the written memory.
         let read_content = content(&memory, &i.read_keys, &i.read_strengths)?;
-        let read_weights = read_weighting(&read_content, &forward, &backward, &i.read_modes)?;
+        let (links, precedence, read_weights, fused_links);
+        if ntm_kernels::runs_on(&write_weights) {
+            let step = self.link_step();
+            let state = step.step(&s.link_state(&step)?, &write_weights, &s.read_weights)?;
+            links = step.links(&state)?;
+            precedence = step.precedence(&state)?;
+            // The directional weightings come backward per write head, then forward per write
+            // head: the order of the read modes.
+            let directions = step.directions(&state)?; // [B, R, 2 Wh, N]
+            let heads = 2 * c.write_heads;
+            let directed = directions
+                .broadcast_mul(&i.read_modes.narrow(2, 0, heads)?.unsqueeze(3)?)?
+                .sum(2)?;
+            let content_mode = i.read_modes.narrow(2, heads, 1)?;
+            read_weights = (read_content.broadcast_mul(&content_mode)? + directed)?;
+            fused_links = Some(FusedLinks {
+                state,
+                links: links.id(),
+                precedence: precedence.id(),
+            });
+        } else {
+            links = update_links(&s.links, &s.precedence, &write_weights)?;
+            precedence = update_precedence(&s.precedence, &write_weights)?;
+            let (forward, backward) = directional_weights(&links, &s.read_weights)?;
+            read_weights = read_weighting(&read_content, &forward, &backward, &i.read_modes)?;
+            fused_links = None;
+        }
         let reads = read_weights
             .matmul(&memory)?
             .reshape((b, c.read_heads * c.width))?;
@@ -472,7 +529,16 @@ impl DncMemory {
             reads,
             allocation,
             read_modes: i.read_modes.clone(),
+            fused_links,
         })
+    }
+
+    fn link_step(&self) -> LinkStep {
+        LinkStep {
+            rows: self.config.rows,
+            read_heads: self.config.read_heads,
+            write_heads: self.config.write_heads,
+        }
     }
 
     fn check_batch(&self, interface: &Tensor, state: &DncState) -> Result<()> {

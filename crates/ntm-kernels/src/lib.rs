@@ -3,12 +3,13 @@
 //!
 //! It holds the whole addressing pipeline over a packed parameter tensor ([`address()`]), the
 //! multi-head erase-and-add write ([`write()`]), a whole NTM memory step over a flat state tensor
-//! ([`MemoryStep`]) with the [`tail`] op through which its reads leave that tensor, the LSTM
-//! cell update ([`lstm_cell`]), and the bias addition and clipping of the layers ([`add_bias`],
+//! ([`MemoryStep`]) with the [`tail`] op through which its reads leave that tensor, the temporal
+//! links of a DNC memory (link matrices, precedence, forward and backward weightings) over a
+//! flat link state ([`LinkStep`]), the LSTM cell update ([`lstm_cell`]), and the bias addition and clipping of the layers ([`add_bias`],
 //! [`clip`]). At the paper's sizes a step is tiny, and composed of candle operations it would be
 //! about two hundred graph nodes whose per-node overhead dominates; these ops make it a handful.
 //!
-//! The domain crates wrap it: `ntm-addressing`, `ntm-memory`, `ntm-controller` and
+//! The domain crates wrap it: `ntm-addressing`, `ntm-memory`, `ntm-dnc`, `ntm-controller` and
 //! `ntm-params` each ask [`runs_on`] and then either call the op here or run their own
 //! composition of candle operations, which is the reference the ops are tested against (same
 //! values and gradients) and the path on other devices. Nothing here knows about parameters,
@@ -46,6 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{DType, Tensor};
 
 mod address;
+mod links;
 mod lstm;
 mod pointwise;
 mod real;
@@ -54,6 +56,7 @@ mod storage;
 mod write;
 
 pub use address::address;
+pub use links::LinkStep;
 pub use lstm::lstm_cell;
 pub use pointwise::{add_bias, clip};
 pub use step::{tail, MemoryStep};
@@ -71,7 +74,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Switches the fused kernels on or off for the whole process (they start on).
 ///
 /// Off, [`runs_on`] answers `false` for every tensor, so the memory step, addressing, the
-/// write, the LSTM cell, `add_bias` and `clip` of the domain crates all take their reference
+/// write, the DNC's link step, the LSTM cell, `add_bias` and `clip` of the domain crates all take their reference
 /// composition of candle operations from their next call on. The switch is one process-wide
 /// flag shared by all threads: flipping it in one thread changes the path of every model
 /// running in the others (both paths compute the same function, to rounding). The ops of this
