@@ -5,6 +5,7 @@
 //! [`Experiment::runs`] expands a file into one [`RunSpec`] per (model, seed); [`sweep::run_all`]
 //! runs each as its own `ntm train` process; [`report::write_report`] turns the run directories
 //! into `REPORT.md` with tables and figures; [`slurm::script`] writes a job array instead.
+//! [`cuda`] installs a pinned CUDA compiler toolchain for `cargo xtask cuda-setup`.
 //!
 //! ```
 //! let text = r#"
@@ -28,6 +29,7 @@
 //! assert!(runs[0].train_args(std::path::Path::new("out")).contains(&"train.optimizer.lr=0.0001".to_string()));
 //! ```
 
+pub mod cuda;
 pub mod experiment;
 pub mod faults;
 pub mod report;

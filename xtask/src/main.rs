@@ -1,4 +1,5 @@
-//! `cargo xtask`: experiment sweeps. Run with no arguments for help.
+//! `cargo xtask`: experiment sweeps, the fault corpus and the CUDA toolchain setup. Run with no
+//! arguments for help.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,6 +25,12 @@ Commands:
   faults      throw bad input, faults and concurrency at the ntm binary and print a table
       --kills N               random kill -9 rounds (default 30)
       --ntm PATH              use this ntm binary instead of building it
+  cuda-setup  install the pinned CUDA compiler toolchain (nvcc, headers) from PyPI wheels into a
+              project folder, then print `export` lines for it: eval \"$(cargo xtask cuda-setup)\"
+              makes `cargo check --features cuda` work without a GPU (a second run only checks)
+      --target DIR            install folder (default target/cuda-toolkit)
+      --compute-cap N         CUDA_COMPUTE_CAP to export, e.g. 80 or 90a (default 90)
+      --python PY             the Python with pip to install with (default python3)
 
 Finished runs are skipped and interrupted ones resume from their checkpoints, so running
 train-all again continues a sweep; results copied from several machines into one DIR merge
@@ -195,6 +202,46 @@ fn faults_cmd(mut args: Args) -> Result<(), String> {
     Ok(())
 }
 
+fn cuda_setup_cmd(mut args: Args) -> Result<(), String> {
+    use xtask::cuda::{self, Setup, Toolkit};
+    let dir = match args.value("--target")? {
+        Some(d) => std::path::absolute(&d).map_err(|e| format!("--target {d}: {e}"))?,
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root().join("target"), PathBuf::from)
+            .join("cuda-toolkit"),
+    };
+    let cap = args
+        .value("--compute-cap")?
+        .unwrap_or_else(|| cuda::DEFAULT_COMPUTE_CAP.into());
+    cuda::check_compute_cap(&cap)?;
+    let python = args.value("--python")?;
+    args.finish()?;
+    let toolkit = Toolkit::new(&dir);
+    // Progress goes to stderr: stdout holds only the `export` lines, for `eval`.
+    let setup = if toolkit.is_current() && toolkit.verify().is_ok() {
+        Setup::AlreadyInstalled
+    } else {
+        let python = cuda::find_python(python.as_deref())?;
+        eprintln!(
+            "installing CUDA {} (nvcc and headers: a 120 MB download, 340 MB installed) into {}",
+            cuda::CUDA_RELEASE,
+            dir.display()
+        );
+        cuda::install(&toolkit, &python)?
+    };
+    eprintln!(
+        "CUDA {} {} in {}",
+        cuda::CUDA_RELEASE,
+        match setup {
+            Setup::AlreadyInstalled => "already installed",
+            Setup::Installed => "installed",
+        },
+        dir.display()
+    );
+    print!("{}", toolkit.exports(&cap));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.is_empty() || argv.iter().any(|a| a == "-h" || a == "--help") {
@@ -206,6 +253,7 @@ fn main() -> ExitCode {
         "train-all" => train_all(Args(argv)),
         "report" => report_cmd(Args(argv)),
         "faults" => faults_cmd(Args(argv)),
+        "cuda-setup" => cuda_setup_cmd(Args(argv)),
         other => Err(format!("unknown command `{other}`\n\n{HELP}")),
     };
     match result {
