@@ -688,7 +688,7 @@ impl Trainer {
         // in the directory is written.
         let mut metrics = MetricsWriter::open(&dir.join(files::METRICS), self.progress.step)?;
         write_atomic(&dir.join(files::CONFIG), self.config.to_toml()?.as_bytes())?;
-        metrics.write_session(&SessionRecord {
+        metrics.write_line(&SessionRecord {
             step: self.progress.step,
             device: device_name(self.model.params().device()),
             config_changes: std::mem::take(&mut self.changes),
@@ -938,28 +938,21 @@ impl MetricsWriter {
     fn write(&mut self, record: &MetricsRecord) -> Result<()> {
         self.write_line(record)
     }
-
-    fn write_session(&mut self, session: &SessionRecord) -> Result<()> {
-        self.write_line(session)
-    }
 }
 
 /// Reads a run directory's metrics records (the lines of [`SessionRecord`]s are left out).
 pub fn read_metrics(dir: &Path) -> Result<Vec<MetricsRecord>> {
-    let path = dir.join(files::METRICS);
-    let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(metrics_lines(&path, &text)?
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_value(v).ok())
-        .collect())
+    read_lines(dir)
 }
 
 /// The sessions recorded in a run directory's metrics: where each ran and what each resume
 /// changed.
 pub fn read_sessions(dir: &Path) -> Result<Vec<SessionRecord>> {
+    read_lines(dir)
+}
+
+/// The lines of a run directory's metrics that read as a `T`.
+fn read_lines<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
     let path = dir.join(files::METRICS);
     let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
         path: path.clone(),
