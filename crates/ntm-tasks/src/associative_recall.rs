@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
+use crate::task::{add, ensure, ensure_range, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the associative recall task. [`Default`] gives the paper's: items of 3 six-bit
@@ -58,21 +58,20 @@ impl AssociativeRecallTask {
         ensure(config.item_length >= 1, Self::NAME, || {
             "item_length must be at least 1".into()
         })?;
-        ensure(config.min_items >= 2, Self::NAME, || {
-            "min_items must be at least 2".into()
-        })?;
-        ensure(config.min_items <= config.max_items, Self::NAME, || {
-            format!(
-                "min_items ({}) must not exceed max_items ({})",
-                config.min_items, config.max_items
-            )
-        })?;
+        ensure_range(Self::NAME, "items", config.min_items, config.max_items, 2)?;
         Ok(Self { config })
     }
 
     /// The task's settings.
     pub fn config(&self) -> &AssociativeRecallConfig {
         &self.config
+    }
+
+    /// Steps of an episode of `items` items: `K * (item_length + 1) + 2 * item_length + 2`
+    /// (`None` on overflow).
+    fn steps(&self, items: usize) -> Option<usize> {
+        let il = self.config.item_length;
+        add(add(add(mul(il.checked_add(1), items), il), il), 2)
     }
 }
 
@@ -100,8 +99,7 @@ impl Task for AssociativeRecallTask {
             Some(Size::Length(k)) if k >= 2 => k,
             Some(_) => return None,
         };
-        let il = c.item_length;
-        add(add(add(mul(il.checked_add(1), items), il), il), 2)
+        self.steps(items)
     }
 
     fn batch(
@@ -129,8 +127,7 @@ impl Task for AssociativeRecallTask {
             }
         };
         let (width, il) = (c.width, c.item_length);
-        let list_steps = mul(il.checked_add(1), items);
-        let steps = add(add(add(list_steps, il), il), 2);
+        let steps = self.steps(items);
         let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 2, width)?;
         let query_start = items * (il + 1);
         let output_start = query_start + il + 2;

@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
+use crate::task::{add, ensure_range, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the copy task. [`Default`] gives the paper's: 8 bits, lengths 1..=20.
@@ -46,21 +46,24 @@ impl CopyTask {
     /// Validates `config`: `width >= 1` and `1 <= min_length <= max_length`.
     pub fn new(config: CopyConfig) -> Result<Self, TaskError> {
         ensure_width(Self::NAME, config.width, 1)?;
-        ensure(config.min_length >= 1, Self::NAME, || {
-            "min_length must be at least 1".into()
-        })?;
-        ensure(config.min_length <= config.max_length, Self::NAME, || {
-            format!(
-                "min_length ({}) must not exceed max_length ({})",
-                config.min_length, config.max_length
-            )
-        })?;
+        ensure_range(
+            Self::NAME,
+            "length",
+            config.min_length,
+            config.max_length,
+            1,
+        )?;
         Ok(Self { config })
     }
 
     /// The task's settings.
     pub fn config(&self) -> &CopyConfig {
         &self.config
+    }
+
+    /// Steps of an episode of `length` vectors: `2L + 1` (`None` on overflow).
+    fn steps(length: usize) -> Option<usize> {
+        add(mul(Some(length), 2), 1)
     }
 }
 
@@ -87,7 +90,7 @@ impl Task for CopyTask {
             Some(Size::Length(l)) if l >= 1 => l,
             Some(_) => return None,
         };
-        add(mul(Some(length), 2), 1)
+        Self::steps(length)
     }
 
     fn batch(
@@ -114,7 +117,7 @@ impl Task for CopyTask {
             }
         };
         let width = self.config.width;
-        let steps = add(mul(Some(length), 2), 1);
+        let steps = Self::steps(length);
         let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 1, width)?;
         for b in 0..batch_size {
             for t in 0..length {

@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
+use crate::task::{add, ensure, ensure_range, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the memory-reuse task. [`Default`]: 8 bits, lengths 1..=10, four sequences per
@@ -53,15 +53,13 @@ impl MemoryReuseTask {
     /// Validates `config`: `width >= 1`, `1 <= min_length <= max_length`, `sequences >= 1`.
     pub fn new(config: MemoryReuseConfig) -> Result<Self, TaskError> {
         ensure_width(Self::NAME, config.width, 1)?;
-        ensure(config.min_length >= 1, Self::NAME, || {
-            "min_length must be at least 1".into()
-        })?;
-        ensure(config.min_length <= config.max_length, Self::NAME, || {
-            format!(
-                "min_length ({}) must not exceed max_length ({})",
-                config.min_length, config.max_length
-            )
-        })?;
+        ensure_range(
+            Self::NAME,
+            "length",
+            config.min_length,
+            config.max_length,
+            1,
+        )?;
         ensure(config.sequences >= 1, Self::NAME, || {
             "sequences must be at least 1".into()
         })?;
@@ -71,6 +69,12 @@ impl MemoryReuseTask {
     /// The task's settings.
     pub fn config(&self) -> &MemoryReuseConfig {
         &self.config
+    }
+
+    /// Steps of an episode of `sequences` sequences of `length` vectors, each followed by its
+    /// delimiter and its copy: `S * (2L + 1)` (`None` on overflow).
+    fn steps(length: usize, sequences: usize) -> Option<usize> {
+        mul(add(mul(Some(length), 2), 1), sequences)
     }
 }
 
@@ -100,7 +104,7 @@ impl Task for MemoryReuseTask {
             }
             Some(_) => return None,
         };
-        mul(add(mul(Some(length), 2), 1), sequences)
+        Self::steps(length, sequences)
     }
 
     fn batch(
@@ -131,7 +135,7 @@ impl Task for MemoryReuseTask {
         };
         let width = self.config.width;
         let span = 2 * length + 1;
-        let steps = mul(add(mul(Some(length), 2), 1), sequences);
+        let steps = Self::steps(length, sequences);
         let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 1, width)?;
         for k in 0..sequences {
             let start = k * span;

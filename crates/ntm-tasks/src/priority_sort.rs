@@ -67,6 +67,12 @@ impl PrioritySortTask {
     pub fn config(&self) -> &PrioritySortConfig {
         &self.config
     }
+
+    /// Steps of an episode of `inputs` vectors: the inputs, a delimiter, then the outputs
+    /// (`None` on overflow).
+    fn steps(&self, inputs: usize) -> Option<usize> {
+        add(add(Some(inputs), 1), self.config.outputs)
+    }
 }
 
 impl Task for PrioritySortTask {
@@ -92,7 +98,7 @@ impl Task for PrioritySortTask {
             Some(Size::Length(n)) if n >= self.config.outputs => n,
             Some(_) => return None,
         };
-        add(add(Some(inputs), 1), self.config.outputs)
+        self.steps(inputs)
     }
 
     fn batch(
@@ -123,7 +129,7 @@ impl Task for PrioritySortTask {
                 ))
             }
         };
-        let steps = add(add(Some(inputs), 1), outputs);
+        let steps = self.steps(inputs);
         let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 2, width)?;
         let mut order: Vec<(f32, usize)> = Vec::with_capacity(inputs);
         for b in 0..batch_size {

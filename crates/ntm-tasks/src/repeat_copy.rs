@@ -3,7 +3,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::task::{add, ensure, ensure_width, mul, random_bits, unsupported};
+use crate::task::{add, ensure_range, ensure_width, mul, random_bits, unsupported};
 use crate::{Batch, CostKind, Size, Task, TaskError};
 
 /// Settings of the repeat copy task. [`Default`] gives the paper's: 8 bits, lengths 1..=10,
@@ -61,23 +61,32 @@ impl RepeatCopyTask {
     /// `1 <= min_repeats <= max_repeats`.
     pub fn new(config: RepeatCopyConfig) -> Result<Self, TaskError> {
         ensure_width(Self::NAME, config.width, 2)?;
-        for (what, min, max) in [
-            ("length", config.min_length, config.max_length),
-            ("repeats", config.min_repeats, config.max_repeats),
-        ] {
-            ensure(min >= 1, Self::NAME, || {
-                format!("min_{what} must be at least 1")
-            })?;
-            ensure(min <= max, Self::NAME, || {
-                format!("min_{what} ({min}) must not exceed max_{what} ({max})")
-            })?;
-        }
+        ensure_range(
+            Self::NAME,
+            "length",
+            config.min_length,
+            config.max_length,
+            1,
+        )?;
+        ensure_range(
+            Self::NAME,
+            "repeats",
+            config.min_repeats,
+            config.max_repeats,
+            1,
+        )?;
         Ok(Self { config })
     }
 
     /// The task's settings.
     pub fn config(&self) -> &RepeatCopyConfig {
         &self.config
+    }
+
+    /// Steps of an episode: `L` data steps, 1 delimiter step, `R * L + 1` output steps
+    /// (`None` on overflow).
+    fn steps(length: usize, repeats: usize) -> Option<usize> {
+        add(add(add(mul(Some(repeats), length), 1), length), 1)
     }
 
     /// The value of the repeat channel for `repeats` repeats: `(repeats - mean) / std` over the
@@ -123,7 +132,7 @@ impl Task for RepeatCopyTask {
             }
             Some(_) => return None,
         };
-        add(add(add(mul(Some(repeats), length), 1), length), 1)
+        Self::steps(length, repeats)
     }
 
     fn batch(
@@ -159,9 +168,7 @@ impl Task for RepeatCopyTask {
             }
         };
         let width = c.width;
-        // L data steps, 1 delimiter step, R * L + 1 output steps.
-        let out_steps = add(mul(Some(repeats), length), 1);
-        let steps = add(add(out_steps, length), 1);
+        let steps = Self::steps(length, repeats);
         let mut batch = Batch::zeros_checked(Self::NAME, steps, batch_size, width + 2, width + 1)?;
         let start = length + 1;
         let end_marker = start + repeats * length;

@@ -114,6 +114,22 @@ pub(crate) fn ensure(
     }
 }
 
+/// Checks a pair of options `min_<what>` and `max_<what>`: `floor <= min <= max`.
+pub(crate) fn ensure_range(
+    task: &'static str,
+    what: &str,
+    min: usize,
+    max: usize,
+    floor: usize,
+) -> Result<(), TaskError> {
+    ensure(min >= floor, task, || {
+        format!("min_{what} must be at least {floor}")
+    })?;
+    ensure(min <= max, task, || {
+        format!("min_{what} ({min}) must not exceed max_{what} ({max})")
+    })
+}
+
 /// `Err(UnsupportedSize)` with a reason.
 pub(crate) fn unsupported(task: &'static str, size: Size, reason: impl Into<String>) -> TaskError {
     TaskError::UnsupportedSize {
