@@ -528,6 +528,13 @@ pub struct ConfigChange {
     pub to: Option<String>,
 }
 
+impl ConfigChange {
+    /// Whether a resumed run may make this change ([`RESUMABLE_KEYS`]).
+    pub fn is_resumable(&self) -> bool {
+        RESUMABLE_KEYS.contains(&self.key.as_str())
+    }
+}
+
 impl std::fmt::Display for ConfigChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "absent".into());
@@ -566,14 +573,20 @@ impl RunConfig {
             .collect())
     }
 
+    /// The first change from `self` to `other` of a key outside [`RESUMABLE_KEYS`]: one that
+    /// a run cannot take without becoming another run.
+    pub fn fixed_change(&self, other: &RunConfig) -> Result<Option<ConfigChange>> {
+        Ok(self
+            .changes_to(other)?
+            .into_iter()
+            .find(|c| !c.is_resumable()))
+    }
+
     /// The changes from `self` (a run's saved configuration) to `other` that a resumed run may
     /// make; any other change is an error that names its key.
     pub fn resume_changes(&self, other: &RunConfig) -> Result<Vec<ConfigChange>> {
         let changes = self.changes_to(other)?;
-        if let Some(bad) = changes
-            .iter()
-            .find(|c| !RESUMABLE_KEYS.contains(&c.key.as_str()))
-        {
+        if let Some(bad) = changes.iter().find(|c| !c.is_resumable()) {
             return Err(TrainError::Config(format!(
                 "a resumed run cannot change {bad}: the run was trained with the first; only {} may change on resume",
                 RESUMABLE_KEYS.join(", ")

@@ -306,15 +306,21 @@ impl Update {
 /// NaN otherwise (`x * 0` is 0 for a finite `x` and NaN for an infinite or NaN one), so that
 /// the check costs no read from the device until the caller wants it.
 pub fn finite_flag<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<Tensor> {
+    sum_over(tensors, |t| t.affine(0.0, 0.0))
+}
+
+/// `sum_all(part(t))` over `tensors`, added up as an `f64` scalar on their device (0 on the
+/// CPU for no tensors).
+fn sum_over<'a>(
+    tensors: impl Iterator<Item = &'a Tensor>,
+    part: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for t in tensors {
-        let zero = t
-            .affine(0.0, 0.0)?
-            .sum_all()?
-            .to_dtype(candle_core::DType::F64)?;
+        let value = part(t)?.sum_all()?.to_dtype(candle_core::DType::F64)?;
         total = Some(match total {
-            Some(sum) => (sum + zero)?,
-            None => zero,
+            Some(sum) => (sum + value)?,
+            None => value,
         });
     }
     match total {
@@ -333,18 +339,7 @@ pub fn clip_values(grads: &mut [Tensor], limit: f64) -> Result<()> {
 
 /// The Euclidean norm of all gradients together, as an `f64` scalar on their device.
 pub fn global_norm_tensor(grads: &[Tensor]) -> Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    for g in grads {
-        let sq = g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?;
-        total = Some(match total {
-            Some(sum) => (sum + sq)?,
-            None => sq,
-        });
-    }
-    match total {
-        Some(sum) => Ok(sum.sqrt()?),
-        None => Ok(Tensor::new(0f64, &candle_core::Device::Cpu)?),
-    }
+    Ok(sum_over(grads.iter(), Tensor::sqr)?.sqrt()?)
 }
 
 /// The Euclidean norm of all gradients together.
@@ -358,8 +353,12 @@ pub fn clip_to_norm(grads: &mut [Tensor], norm: &Tensor, max_norm: f64) -> Resul
     // min(1, max_norm / norm): 1 when the norm is within bounds (and for a zero norm), NaN when
     // the norm is NaN, which the caller's finiteness check then reports.
     let scale = (norm.recip()? * max_norm)?.minimum(1.0)?;
+    let mut cast = scale.clone();
     for g in grads.iter_mut() {
-        *g = g.broadcast_mul(&scale.to_dtype(g.dtype())?)?;
+        if cast.dtype() != g.dtype() {
+            cast = scale.to_dtype(g.dtype())?;
+        }
+        *g = g.broadcast_mul(&cast)?;
     }
     Ok(())
 }

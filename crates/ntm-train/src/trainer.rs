@@ -12,7 +12,7 @@ use ntm_tasks::{Batch, CostKind, Sequence, Size, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, write_atomic, Progress};
-use crate::config::{ConfigChange, Registry, RunConfig, RunParts, TrainConfig, RESUMABLE_KEYS};
+use crate::config::{ConfigChange, Registry, RunConfig, RunParts, TrainConfig};
 use crate::loss::{bit_errors_tensor, masked_bce};
 use crate::optim::{clip_to_norm, clip_values, global_norm_tensor, Optimizer};
 use crate::rundir::RunDir;
@@ -1007,11 +1007,7 @@ fn read_run(dir: &Path) -> Result<(RunConfig, checkpoint::Checkpoint)> {
     let config = RunConfig::from_toml(&ckpt.config).map_err(|e| {
         TrainError::Checkpoint(format!("{}: its config: {e}", checkpoint_path.display()))
     })?;
-    let drift = config
-        .changes_to(&written)?
-        .into_iter()
-        .find(|c| !RESUMABLE_KEYS.contains(&c.key.as_str()));
-    if let Some(c) = drift {
+    if let Some(c) = config.fixed_change(&written)? {
         let show = |v: Option<String>| v.unwrap_or_else(|| "absent".into());
         return Err(TrainError::Corrupt {
             path: config_path,
