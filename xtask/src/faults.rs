@@ -596,17 +596,31 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
 /// as a bit flip on disk would (the trainer itself never writes one).
 fn poison(path: &Path) -> Result<(), String> {
     let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let len = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| "short file")?) as usize;
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| e.to_string())?;
-    let start = header
-        .as_object()
-        .and_then(|h| h.iter().find(|(k, _)| k.starts_with("model.")))
-        .and_then(|(_, v)| v["data_offsets"][0].as_u64())
-        .ok_or("no model tensor")? as usize;
-    let at = 8 + len + start;
-    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let first = model_tensors(&bytes)
+        .and_then(|t| t.into_iter().next())
+        .ok_or("no model tensor")?;
+    bytes[first.start..first.start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     write(path, bytes)
+}
+
+/// The byte ranges of a safetensors file's `model.` tensors, in name order.
+fn model_tensors(bytes: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + len)?).ok()?;
+    let mut names: Vec<&String> = header
+        .as_object()?
+        .keys()
+        .filter(|k| k.starts_with("model."))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let o = &header[n.as_str()]["data_offsets"];
+            let (a, b) = (o[0].as_u64()? as usize, o[1].as_u64()? as usize);
+            (8 + len + b <= bytes.len()).then_some(8 + len + a..8 + len + b)
+        })
+        .collect()
 }
 
 /// A snapshot of every file under a directory (but lock files, which every writer rewrites):
@@ -1038,21 +1052,12 @@ impl Sandbox {
     /// Weights of a run's checkpoint, as raw bytes per tensor.
     fn weights(&self, run: &str) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.path(run).join("checkpoint.safetensors")).ok()?;
-        let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-        let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + len)?).ok()?;
-        let mut names: Vec<&String> = header
-            .as_object()?
-            .keys()
-            .filter(|k| k.starts_with("model."))
-            .collect();
-        names.sort();
-        let mut out = Vec::new();
-        for n in names {
-            let o = &header[n.as_str()]["data_offsets"];
-            let (a, b) = (o[0].as_u64()? as usize, o[1].as_u64()? as usize);
-            out.extend_from_slice(bytes.get(8 + len + a..8 + len + b)?);
-        }
-        Some(out)
+        Some(
+            model_tensors(&bytes)?
+                .into_iter()
+                .flat_map(|r| bytes[r].to_vec())
+                .collect(),
+        )
     }
 
     /// Signals a run once after its first checkpoint; it must stop with a checkpoint and exit
