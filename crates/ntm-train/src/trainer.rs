@@ -400,7 +400,7 @@ impl Trainer {
     /// Restores weights, optimiser moments and progress from a checkpoint of this configuration.
     ///
     /// The checkpoint's own configuration is the run's: this trainer's may differ from it only
-    /// in [`RESUMABLE_KEYS`] (budgets and how often the run writes). Any other difference is an
+    /// in [`RESUMABLE_KEYS`](crate::config::RESUMABLE_KEYS) (budgets and how often the run writes). Any other difference is an
     /// error naming the key; the accepted ones are recorded in the metrics at the step where the
     /// run resumes.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
