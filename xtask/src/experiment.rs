@@ -1,9 +1,9 @@
-//! Experiment files: `tasks/<task>.toml`.
+//! Experiment files (`tasks/<task>.toml`, read by [`ntm_train::experiment`]) expanded into
+//! the runs of a sweep.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+pub use ntm_train::experiment::{Experiment, ModelSpec, Profile, ProfileModel};
 
 use crate::{io, Result, XtaskError};
 
@@ -30,61 +30,6 @@ pub fn task_order() -> Vec<String> {
 /// can show.
 pub fn has_memory(model: &str) -> bool {
     model.contains('-')
-}
-
-/// One model of an experiment, with the paper's hyperparameters.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSpec {
-    /// Controller (or baseline) units per layer.
-    pub size: usize,
-    /// Layers.
-    pub layers: usize,
-    /// Read heads and write heads, each (NTMs only).
-    pub heads: Option<usize>,
-    /// Learning rate.
-    pub lr: f64,
-}
-
-/// Overrides a profile applies to one model.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileModel {
-    /// `key=value` overrides.
-    #[serde(default)]
-    pub set: Vec<String>,
-}
-
-/// A budget: seeds, evaluation size and overrides for every model.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Profile {
-    /// Seeds per model.
-    pub seeds: usize,
-    /// Sequences per generalisation size.
-    pub eval_sequences: usize,
-    /// `key=value` overrides for every run.
-    #[serde(default)]
-    pub set: Vec<String>,
-    /// Per-model overrides.
-    #[serde(default)]
-    pub models: BTreeMap<String, ProfileModel>,
-}
-
-/// One experiment file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Experiment {
-    /// Task name.
-    pub task: String,
-    /// Generalisation sizes.
-    pub eval: Vec<String>,
-    /// The size of the sequence shown in the weighting figures.
-    pub show: String,
-    /// Models by kind.
-    pub models: BTreeMap<String, ModelSpec>,
-    /// Profiles by name.
-    pub profiles: BTreeMap<String, Profile>,
 }
 
 /// One training run of a sweep.
@@ -164,56 +109,41 @@ pub const FIGURE: &str = "weights.png";
 /// File name of a run's generalisation costs.
 pub const EVAL: &str = "eval.json";
 
-impl Experiment {
-    /// Parses an experiment file's text.
-    pub fn parse(text: &str) -> Result<Self> {
-        Self::parse_named(text, "<text>")
-    }
+/// What a sweep does with an experiment file.
+pub trait Sweep: Sized {
+    /// Parses an experiment file's text, checking that it names a task `ntm` knows.
+    fn parse_checked(text: &str, file: &str) -> Result<Self>;
 
-    fn parse_named(text: &str, file: &str) -> Result<Self> {
+    /// Reads every `*.toml` of `dir`, in the paper's task order.
+    fn load_dir(dir: &Path) -> Result<Vec<Self>>;
+
+    /// The models of this experiment, the paper's first, in its order.
+    fn model_kinds(&self) -> Vec<&str>;
+
+    /// One run per (model, seed) of `profile`; `seeds` overrides the profile's seed count.
+    fn runs(&self, profile: &str, seeds: Option<usize>) -> Result<Vec<RunSpec>>;
+}
+
+impl Sweep for Experiment {
+    fn parse_checked(text: &str, file: &str) -> Result<Self> {
         let bad = |message: String| XtaskError::Experiment {
             file: file.to_string(),
             message,
         };
-        let e: Experiment = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
+        let e = Experiment::parse(text).map_err(|e| bad(e.to_string()))?;
         if !task_order().contains(&e.task) {
             return Err(bad(format!("unknown task `{}`", e.task)));
-        }
-        // `ntm` checks that the kinds exist; here only the form of the name, which keeps the
-        // sweep driver free of the model crates.
-        let word = |w: &str| {
-            !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
-        if let Some(m) = e.models.keys().find(|m| !m.split('-').all(word)) {
-            return Err(bad(format!(
-                "model `{m}` is not a name like `lstm-ntm` (controller-memory) or `lstm`"
-            )));
-        }
-        for (name, p) in &e.profiles {
-            if p.seeds == 0 || p.eval_sequences == 0 {
-                return Err(bad(format!(
-                    "profile `{name}` needs seeds >= 1 and eval_sequences >= 1"
-                )));
-            }
-            if let Some(m) = p.models.keys().find(|m| !e.models.contains_key(*m)) {
-                return Err(bad(format!(
-                    "profile `{name}` sets model `{m}`, which the file does not list"
-                )));
-            }
         }
         Ok(e)
     }
 
-    /// Reads every `*.toml` of `dir`, in the paper's task order.
-    pub fn load_dir(dir: &Path) -> Result<Vec<Self>> {
+    fn load_dir(dir: &Path) -> Result<Vec<Self>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-                out.push(Self::parse_named(&text, &path.display().to_string())?);
+                out.push(Self::parse_checked(&text, &path.display().to_string())?);
             }
         }
         let order = task_order();
@@ -221,15 +151,13 @@ impl Experiment {
         Ok(out)
     }
 
-    /// The models of this experiment, the paper's first, in its order.
-    pub fn model_kinds(&self) -> Vec<&str> {
+    fn model_kinds(&self) -> Vec<&str> {
         let mut models: Vec<&str> = self.models.keys().map(String::as_str).collect();
         models.sort_by_key(|m| model_rank(m));
         models
     }
 
-    /// One run per (model, seed) of `profile`; `seeds` overrides the profile's seed count.
-    pub fn runs(&self, profile: &str, seeds: Option<usize>) -> Result<Vec<RunSpec>> {
+    fn runs(&self, profile: &str, seeds: Option<usize>) -> Result<Vec<RunSpec>> {
         let p = self
             .profiles
             .get(profile)
@@ -242,16 +170,9 @@ impl Experiment {
             })?;
         let mut runs = Vec::new();
         for model in self.model_kinds() {
-            let spec = &self.models[model];
-            let mut sets = vec![
-                format!("model.controller.size={}", spec.size),
-                format!("model.controller.layers={}", spec.layers),
-                format!("train.optimizer.lr={}", spec.lr),
-            ];
-            if let Some(h) = spec.heads {
-                sets.push(format!("model.memory.read_heads={h}"));
-                sets.push(format!("model.memory.write_heads={h}"));
-            }
+            // The model's default run as the file on disk has it (which the `ntm` binary
+            // embeds when it is built), then the profile's budget.
+            let mut sets = self.model_sets(model);
             sets.extend(p.set.iter().cloned());
             sets.extend(
                 p.models

@@ -22,6 +22,7 @@
 //! eval_sequences = 100
 //! set = ["train.max_seconds=60"]
 //! "#;
+//! use xtask::Sweep;
 //! let experiment = xtask::Experiment::parse(text).unwrap();
 //! let runs = experiment.runs("quick", None).unwrap();
 //! assert_eq!(runs.len(), 2);
@@ -36,7 +37,7 @@ pub mod report;
 pub mod slurm;
 pub mod sweep;
 
-pub use experiment::{Experiment, RunSpec};
+pub use experiment::{Experiment, RunSpec, Sweep};
 
 /// Errors of the sweep tools.
 #[derive(Debug, thiserror::Error)]

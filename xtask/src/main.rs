@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use xtask::sweep::{run_all, Outcome, SweepOptions};
-use xtask::{report, slurm, Experiment};
+use xtask::{report, slurm, Experiment, Sweep};
 
 const HELP: &str = "\
 cargo xtask <command>

@@ -3,22 +3,24 @@
 use std::path::Path;
 
 use xtask::experiment::{task_order, MODEL_ORDER};
-use xtask::{report, slurm, Experiment};
+use xtask::{report, slurm, Experiment, Sweep};
 
 fn experiments() -> Vec<Experiment> {
     Experiment::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks")).unwrap()
 }
 
 #[test]
-fn every_paper_task_has_a_file_with_three_models_and_two_profiles() {
+fn every_paper_task_has_a_file_with_the_papers_models_the_dnc_and_two_profiles() {
     let all = experiments();
     let tasks: Vec<&str> = all.iter().map(|e| e.task.as_str()).collect();
     assert_eq!(tasks, task_order());
     for e in &all {
-        assert_eq!(e.model_kinds(), MODEL_ORDER, "{}", e.task);
+        let mut models = MODEL_ORDER.to_vec();
+        models.push("lstm-dnc");
+        assert_eq!(e.model_kinds(), models, "{}", e.task);
         for profile in ["quick", "paper"] {
             let runs = e.runs(profile, None).unwrap();
-            assert!(runs.len() >= 3, "{} {profile}", e.task);
+            assert!(runs.len() >= 4, "{} {profile}", e.task);
         }
         assert!(e.runs("nonexistent", None).is_err());
         assert_eq!(
@@ -59,10 +61,12 @@ fn files_carry_the_papers_hyperparameters() {
 fn bad_experiment_files_are_errors() {
     let base = "task = \"copy\"\neval = [\"20\"]\nshow = \"20\"\n[models.lstm]\nsize = 8\nlayers = 1\nlr = 1e-3\n[profiles.quick]\nseeds = 1\neval_sequences = 10\n";
     assert!(Experiment::parse(base).is_ok());
-    assert!(Experiment::parse(&base.replace("copy", "sorting"))
-        .unwrap_err()
-        .to_string()
-        .contains("sorting"));
+    assert!(
+        Experiment::parse_checked(&base.replace("copy", "sorting"), "sorting.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("sorting")
+    );
     assert!(
         Experiment::parse(&base.replace("models.lstm", "models.\"LSTM NTM\""))
             .unwrap_err()
@@ -97,8 +101,8 @@ fn the_slurm_script_names_every_run() {
         assert!(script.contains(&format!("--out {dir}")), "{dir}");
         assert!(script.contains(&format!("--seed {}", run.seed)));
     }
-    // Six tasks (the paper's five and memory reuse), three models, three seeds.
-    assert_eq!(runs.len(), 6 * 3 * 3);
+    // Six tasks (the paper's five and memory reuse), four models, three seeds.
+    assert_eq!(runs.len(), 6 * 4 * 3);
 }
 
 fn fake_run(out: &Path, task: &str, model: &str, seed: u64, cost: f64, converged: bool) {

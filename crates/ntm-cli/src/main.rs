@@ -468,10 +468,7 @@ fn eval(args: EvalArgs, dev: &Device, limit: f64) -> Result<()> {
     let run = ntm_train::load_run(&args.run, dev)?;
     let sizes = match args.lengths.clone() {
         Some(sizes) => sizes,
-        None => Registry::default()
-            .tasks
-            .eval_sizes(run.task.name())
-            .to_vec(),
+        None => Registry::default().eval_sizes(run.task.name())?,
     };
     if sizes.is_empty() {
         return Err(format!(

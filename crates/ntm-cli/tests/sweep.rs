@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use xtask::sweep::{run_all, Outcome, SweepOptions};
-use xtask::{report, Experiment};
+use xtask::{report, Experiment, Sweep};
 
 const EXPERIMENT: &str = r#"
 task = "copy"

@@ -170,26 +170,18 @@ pub struct TaskRegistry {
 }
 
 impl Default for TaskRegistry {
-    /// The paper's five tasks, in the order of its sections, with its generalisation sizes.
+    /// The paper's five tasks, in the order of its sections, and memory reuse. Their
+    /// generalisation sizes live in the workspace's experiment files (`tasks/<task>.toml`), with
+    /// the rest of each task's configuration.
     fn default() -> Self {
-        let lengths = |v: &[usize]| v.iter().map(|&l| Size::Length(l)).collect();
-        let repeat = |length, repeats| Size::Repeat { length, repeats };
         Self {
             kinds: vec![
-                TaskKind::new("copy", CopyTask::new)
-                    .with_eval_sizes(lengths(&[10, 20, 30, 50, 120])),
-                TaskKind::new("repeat-copy", RepeatCopyTask::new)
-                    .with_eval_sizes(vec![repeat(10, 20), repeat(20, 10)]),
-                TaskKind::new("associative-recall", AssociativeRecallTask::new)
-                    .with_eval_sizes(lengths(&[6, 12, 15])),
-                TaskKind::new("ngrams", NgramsTask::new).with_eval_sizes(lengths(&[200])),
-                TaskKind::new("priority-sort", PrioritySortTask::new)
-                    .with_eval_sizes(lengths(&[20])),
-                TaskKind::new("memory-reuse", MemoryReuseTask::new).with_eval_sizes(vec![
-                    repeat(10, 4),
-                    repeat(10, 8),
-                    repeat(20, 8),
-                ]),
+                TaskKind::new("copy", CopyTask::new),
+                TaskKind::new("repeat-copy", RepeatCopyTask::new),
+                TaskKind::new("associative-recall", AssociativeRecallTask::new),
+                TaskKind::new("ngrams", NgramsTask::new),
+                TaskKind::new("priority-sort", PrioritySortTask::new),
+                TaskKind::new("memory-reuse", MemoryReuseTask::new),
             ],
         }
     }

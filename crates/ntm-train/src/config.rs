@@ -3,9 +3,10 @@
 
 use candle_core::Device;
 use ntm::{ModelConfig, ModelRegistry, SequenceModel, NO_MEMORY};
-use ntm_tasks::{Task, TaskConfig, TaskRegistry};
+use ntm_tasks::{Size, Task, TaskConfig, TaskRegistry};
 use serde::{Deserialize, Serialize};
 
+use crate::experiment;
 use crate::optim::OptimizerConfig;
 use crate::{Result, TrainError};
 
@@ -108,165 +109,65 @@ pub struct Registry {
     pub tasks: TaskRegistry,
 }
 
-/// The paper's setup of one task (Graves et al. 2014, tables 1-3; memory 128 x 20 throughout).
-struct PaperSetup {
-    task: &'static str,
-    /// The model trained when none is named.
-    default_model: &'static str,
-    /// Controller units, layers and heads (each of read and write) with a feedforward controller.
-    feedforward: (usize, usize, usize),
-    /// The same with a recurrent controller.
-    recurrent: (usize, usize, usize),
-    /// Units of each of the baseline's three layers.
-    baseline: usize,
-    /// Whether training stops on convergence (the algorithmic tasks) or after 30 minutes.
-    converges: bool,
-    /// Options of other memory kinds, set after the heads above: `(kind, [(option, value)])`.
-    memories: &'static [(&'static str, &'static [(&'static str, i64)])],
-}
-
-/// The DNC with one read and one write head over the paper's 128 x 20 memory.
-const DNC_1_1: (&str, &[(&str, i64)]) = (
-    "dnc",
-    &[
-        ("rows", 128),
-        ("width", 20),
-        ("read_heads", 1),
-        ("write_heads", 1),
-    ],
-);
-
-/// The DNC with DeepMind's four read heads and one write head over the paper's 128 x 20 memory.
-const DNC_4_1: (&str, &[(&str, i64)]) = (
-    "dnc",
-    &[
-        ("rows", 128),
-        ("width", 20),
-        ("read_heads", 4),
-        ("write_heads", 1),
-    ],
-);
-
-const PAPER: [PaperSetup; 5] = [
-    PaperSetup {
-        task: "copy",
-        default_model: "lstm-ntm",
-        feedforward: (100, 1, 1),
-        recurrent: (100, 1, 1),
-        baseline: 256,
-        converges: true,
-        memories: &[DNC_1_1],
-    },
-    PaperSetup {
-        task: "repeat-copy",
-        default_model: "lstm-ntm",
-        feedforward: (100, 1, 1),
-        recurrent: (100, 1, 1),
-        baseline: 512,
-        converges: true,
-        memories: &[DNC_4_1],
-    },
-    // The feedforward NTM, which the paper found learns recall about three times faster.
-    PaperSetup {
-        task: "associative-recall",
-        default_model: "ff-ntm",
-        feedforward: (256, 1, 4),
-        recurrent: (100, 1, 1),
-        baseline: 256,
-        converges: true,
-        memories: &[DNC_4_1],
-    },
-    PaperSetup {
-        task: "ngrams",
-        default_model: "lstm-ntm",
-        feedforward: (100, 1, 1),
-        recurrent: (100, 1, 1),
-        baseline: 128,
-        converges: false,
-        memories: &[DNC_1_1],
-    },
-    PaperSetup {
-        task: "priority-sort",
-        default_model: "lstm-ntm",
-        feedforward: (512, 1, 8),
-        recurrent: (100, 2, 5),
-        baseline: 128,
-        converges: false,
-        memories: &[DNC_4_1],
-    },
-];
-
-fn paper(task: &str) -> Option<&'static PaperSetup> {
-    PAPER.iter().find(|p| p.task == task)
-}
-
-/// The model a task trains when none is named: the feedforward NTM for associative recall,
-/// where the paper found it learns about three times faster, the LSTM NTM elsewhere (and for
-/// tasks the paper does not have).
+/// The model a task trains when none is named: its experiment file's `default_model` (the
+/// feedforward NTM for associative recall, where the paper found it learns about three times
+/// faster), and the LSTM NTM for tasks without a file.
 pub fn default_model(task: &str) -> &'static str {
-    paper(task).map_or("lstm-ntm", |p| p.default_model)
+    match experiment::builtin(task) {
+        Ok(Some(e)) => &e.default_model,
+        _ => experiment::DEFAULT_MODEL,
+    }
 }
 
 impl Registry {
-    /// The paper's model called `model` for `task`: the preset, with the controller's size and
-    /// layers and the number of heads of the paper's tables. A feedforward controller takes the
-    /// paper's feedforward row, any recurrent one (LSTM, GRU, ...) its LSTM-controller row, and
-    /// a model without memory its baseline (three layers). A memory of another kind with sizes
-    /// of its own in the table (the DNC's rows, width and heads) takes those. Tasks the paper
-    /// does not have keep the preset's sizes.
-    pub fn paper_model(&self, task: &str, model: &str) -> Result<ModelConfig> {
-        let mut config = self.models.preset(model)?;
-        let Some(setup) = paper(task) else {
-            return Ok(config);
-        };
-        if !config.has_memory() {
-            config.controller.size = setup.baseline;
-            config.controller.layers = 3;
-            return Ok(config);
-        }
-        let (size, layers, heads) = if self.models.recurrent(&config) {
-            setup.recurrent
-        } else {
-            setup.feedforward
-        };
-        config.controller.size = size;
-        config.controller.layers = layers;
-        for key in ["read_heads", "write_heads"] {
-            if let Some(v) = config.memory.options.get_mut(key) {
-                *v = toml::Value::Integer(heads as i64);
-            }
-        }
-        let own = setup
-            .memories
-            .iter()
-            .find(|(kind, _)| *kind == config.memory.kind);
-        for (key, value) in own.map_or(&[][..], |(_, options)| options) {
-            if let Some(v) = config.memory.options.get_mut(*key) {
-                *v = toml::Value::Integer(*value);
-            }
-        }
-        Ok(config)
-    }
-
-    /// The embedded default run of `task` with the model called `model`: the paper's model,
-    /// task and optimiser ([`TrainConfig::default`]), with a stopping rule per task: the three
-    /// algorithmic tasks stop after three validations in a row under 0.1 bits per sequence,
-    /// N-grams and priority sort after 30 minutes.
+    /// The embedded default run of `task` with the model called `model`: the model's preset
+    /// and the task's defaults, the paper's optimiser ([`TrainConfig::default`]) stopping after
+    /// three validations in a row under 0.1 bits per sequence, then the task's experiment file
+    /// (`tasks/<task>.toml`, see [`experiment`]): its `set` (options and stopping rule), and
+    /// the paper's sizes, heads and learning rate of the model, or of the model nearest to it
+    /// ([`Experiment::spec_name`](experiment::Experiment::spec_name)). Tasks without a file
+    /// keep the presets.
     pub fn default_run(&self, task: &str, model: &str) -> Result<RunConfig> {
-        let mut train = TrainConfig::default();
-        match paper(task) {
-            Some(p) if !p.converges => train.max_seconds = 1800.0,
-            _ => {
-                train.target_cost = 0.1;
-                train.patience = 3;
-            }
-        }
-        Ok(RunConfig {
+        let train = TrainConfig {
+            target_cost: 0.1,
+            patience: 3,
+            ..TrainConfig::default()
+        };
+        let preset = self.models.preset(model)?;
+        let recurrent = self.models.recurrent(&preset);
+        let memory = preset.memory.kind.clone();
+        let base = RunConfig {
             seed: 0,
             task: self.tasks.default_config(task)?,
-            model: Some(self.paper_model(task, model)?),
+            model: Some(preset),
             train,
-        })
+        };
+        let Some(file) = experiment::builtin(task)? else {
+            return Ok(base);
+        };
+        let sets = match file.spec_name(model, &memory, recurrent) {
+            Some(spec) => {
+                let own = spec == model || spec.ends_with(&format!("-{memory}"));
+                file.sets_from(spec, own)
+            }
+            None => file.set.clone(),
+        };
+        let mut table = toml::Table::try_from(base)
+            .map_err(|e| TrainError::Config(format!("cannot serialise defaults: {e}")))?;
+        for set in &sets {
+            apply_set(&mut table, set)
+                .map_err(|e| TrainError::Config(format!("tasks/{task}.toml: {e}")))?;
+        }
+        from_table(table)
+    }
+
+    /// The sizes `ntm eval` tests task `task` at when none are given: its experiment file's,
+    /// else those its kind was registered with.
+    pub fn eval_sizes(&self, task: &str) -> Result<Vec<Size>> {
+        match experiment::builtin(task)? {
+            Some(file) => file.eval_sizes(),
+            None => Ok(self.tasks.eval_sizes(task).to_vec()),
+        }
     }
 
     /// Builds a run from, in increasing precedence: the embedded defaults, a TOML file's text,
@@ -791,13 +692,17 @@ mod tests {
         assert_eq!(c.model_name(), "lstm-ntm");
     }
 
+    fn model_of(r: &Registry, task: &str, model: &str) -> ModelConfig {
+        r.default_run(task, model).unwrap().model.unwrap()
+    }
+
     #[test]
     fn paper_models_follow_the_table() {
         let r = Registry::default();
         let heads = |m: &ModelConfig| m.memory.options["write_heads"].as_integer();
-        let sort_ff = r.paper_model("priority-sort", "ff-ntm").unwrap();
+        let sort_ff = model_of(&r, "priority-sort", "ff-ntm");
         assert_eq!((sort_ff.controller.size, heads(&sort_ff)), (512, Some(8)));
-        let sort_lstm = r.paper_model("priority-sort", "lstm-ntm").unwrap();
+        let sort_lstm = model_of(&r, "priority-sort", "lstm-ntm");
         assert_eq!(
             (
                 sort_lstm.controller.size,
@@ -806,7 +711,7 @@ mod tests {
             ),
             (100, 2, Some(5))
         );
-        let recall_lstm = r.paper_model("associative-recall", "lstm").unwrap();
+        let recall_lstm = model_of(&r, "associative-recall", "lstm");
         assert_eq!(
             (recall_lstm.controller.size, recall_lstm.controller.layers),
             (256, 3)
@@ -817,7 +722,7 @@ mod tests {
     fn dnc_models_take_their_own_sizes_from_the_table() {
         let r = Registry::default();
         let option = |m: &ModelConfig, key: &str| m.memory.options[key].as_integer();
-        let copy = r.paper_model("copy", "lstm-dnc").unwrap();
+        let copy = model_of(&r, "copy", "lstm-dnc");
         assert_eq!(copy.name(), "lstm-dnc");
         assert_eq!(copy.controller.size, 100);
         for (key, value) in [
@@ -828,13 +733,14 @@ mod tests {
         ] {
             assert_eq!(option(&copy, key), Some(value), "{key}");
         }
-        // Recall: the feedforward NTM's controller, and the DNC's four read heads and one write
-        // head rather than the NTM's four of each.
-        let recall = r.paper_model("associative-recall", "ff-dnc").unwrap();
-        assert_eq!(recall.controller.size, 256);
+        // A DNC without a spec of its own takes the other controller's DNC spec: recall's
+        // four read heads and one write head rather than the feedforward NTM's four of each.
+        let recall = model_of(&r, "associative-recall", "ff-dnc");
+        assert_eq!(recall.controller.kind, "ff");
+        assert_eq!(recall.controller.size, 100);
         assert_eq!(option(&recall, "read_heads"), Some(4));
         assert_eq!(option(&recall, "write_heads"), Some(1));
-        let ntm = r.paper_model("associative-recall", "ff-ntm").unwrap();
+        let ntm = model_of(&r, "associative-recall", "ff-ntm");
         assert_eq!(option(&ntm, "write_heads"), Some(4));
         // From the command line's name, with an override on top.
         let sets = ["model.memory.rows=64".to_string()];

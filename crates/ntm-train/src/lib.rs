@@ -61,6 +61,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod experiment;
 pub mod footprint;
 pub mod loss;
 pub mod optim;

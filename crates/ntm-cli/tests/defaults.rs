@@ -1,0 +1,93 @@
+//! The experiment files in `tasks/` are the one source of every task's defaults: for each task
+//! and model, `ntm train --print-config` is what a `paper` sweep of the file runs, up to the
+//! profile's budget.
+
+use std::path::Path;
+use std::process::Command;
+
+use ntm_train::RunConfig;
+use xtask::{Experiment, Sweep};
+
+fn print_config(task: &str, model: Option<&str>, sets: &[String]) -> RunConfig {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntm"));
+    cmd.args(["train", "--task", task, "--print-config"]);
+    if let Some(model) = model {
+        cmd.args(["--model", model]);
+    }
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{task} {model:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}
+
+/// The keys a profile may change: its budget and stopping rule.
+const BUDGET: [&str; 5] = [
+    "train.max_sequences",
+    "train.max_seconds",
+    "train.target_cost",
+    "train.patience",
+    "train.eval_every",
+];
+
+fn without_budget(mut c: RunConfig) -> RunConfig {
+    let d = ntm_train::TrainConfig::default();
+    c.train.max_sequences = d.max_sequences;
+    c.train.max_seconds = d.max_seconds;
+    c.train.target_cost = d.target_cost;
+    c.train.patience = d.patience;
+    c.train.eval_every = d.eval_every;
+    c
+}
+
+#[test]
+fn the_default_of_every_task_and_model_is_its_experiment_files_paper_profile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
+    let experiments = Experiment::load_dir(&dir).unwrap();
+    assert_eq!(experiments.len(), 6);
+    for e in &experiments {
+        let runs = e.runs("paper", Some(1)).unwrap();
+        for run in &runs {
+            let default = print_config(&e.task, Some(&run.model), &[]);
+            let what = format!("{} {}", e.task, run.model);
+            // The profile changes the budget and nothing else.
+            for set in &e.profiles["paper"].set {
+                assert!(
+                    BUDGET.iter().any(|k| set.starts_with(&format!("{k}="))),
+                    "{what}: the paper profile sets `{set}`, which is not a budget"
+                );
+            }
+            let swept = print_config(&e.task, Some(&run.model), &run.sets);
+            assert_eq!(
+                without_budget(default.clone()),
+                without_budget(swept),
+                "{what}"
+            );
+            // And the values are the file's, read independently of how they are applied.
+            let spec = &e.models[&run.model];
+            let model = default.model.as_ref().unwrap();
+            assert_eq!(model.name(), run.model, "{what}");
+            assert_eq!(
+                (model.controller.size, model.controller.layers),
+                (spec.size, spec.layers),
+                "{what}"
+            );
+            assert_eq!(default.train.optimizer.lr(), spec.lr, "{what}");
+            let option = |k: &str| model.memory.options.get(k).and_then(|v| v.as_integer());
+            if let Some(heads) = spec.heads {
+                assert_eq!(option("read_heads"), Some(heads as i64), "{what}");
+            }
+            for (key, value) in &spec.memory {
+                assert_eq!(model.memory.options.get(key), Some(value), "{what}: {key}");
+            }
+        }
+        // With no model named, the file's default model.
+        let default = print_config(&e.task, None, &[]);
+        assert_eq!(default.model.unwrap().name(), e.default_model, "{}", e.task);
+    }
+}
