@@ -23,6 +23,33 @@ pub fn paper_params(task: &str, model: &str) -> Option<u64> {
     MODEL_ORDER.iter().position(|m| *m == model).map(|i| row[i])
 }
 
+/// The paper's result for `model` on `task`, approximate where read off its plots (Graves et
+/// al. 2014, section 4), in bits per sequence.
+pub fn paper_result(task: &str, model: &str) -> Option<&'static str> {
+    let row = match task {
+        "copy" => ["~0 by 200k", "~0 by 200k", "> 2 at 1M"],
+        "repeat-copy" => ["~0 by 100k", "~0 by 100k", "~0 by 300k"],
+        "associative-recall" => ["~0 by 30k", "~0 by 100k", "> 0 at 1M"],
+        "ngrams" => ["133-134 (optimum 131-132)", "133-134", "~137"],
+        "priority-sort" => ["far below the LSTM", "far below the LSTM", "~50 at 1M"],
+        _ => return None,
+    };
+    MODEL_ORDER.iter().position(|m| *m == model).map(|i| row[i])
+}
+
+/// The median of `values` with `digits` decimals, and their range when there are several.
+fn median_and_range(values: Vec<f64>, digits: usize) -> Option<String> {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let n = values.len();
+    let med = median(values)?;
+    Some(if n > 1 {
+        format!("{med:.digits$} ({lo:.digits$}-{hi:.digits$})")
+    } else {
+        format!("{med:.digits$}")
+    })
+}
+
 /// One finished run as found on disk.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -203,7 +230,7 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
     let mut md = String::new();
     md.push_str("# Neural Turing Machine experiments\n\n");
     md.push_str("Costs are in bits per sequence on the fixed validation set: bit errors, or for N-grams the cross-entropy. ");
-    md.push_str("Where a task has several seeds, figures show the median and tables the median over seeds. ");
+    md.push_str("Where a task has several seeds, figures show the median and its spread, and tables the median over seeds with the range in brackets. ");
     md.push_str("Rebuild with `cargo xtask report --out DIR`.\n\n");
 
     // The main table: final cost of every model on every task.
@@ -272,7 +299,7 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
             s
         };
         let _ = writeln!(md, "\n## {task}\n");
-        md.push_str("| model | parameters (paper) | seeds | converged | sequences to converge | time to converge | sequences | wall time | final bits/seq |");
+        md.push_str("| model | parameters (paper) | seeds | converged | sequences to converge | time to converge | sequences | wall time | final bits/seq | paper (approx.) |");
         if *task == "ngrams" {
             md.push_str(" Bayes optimum |");
         }
@@ -280,7 +307,7 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
             let _ = write!(md, " at {s} |");
         }
         md.push_str("\n|");
-        md.push_str(&"---|".repeat(9 + usize::from(*task == "ngrams") + sizes.len()));
+        md.push_str(&"---|".repeat(10 + usize::from(*task == "ngrams") + sizes.len()));
         md.push('\n');
         let mut series = Vec::new();
         for m in &models {
@@ -298,7 +325,7 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
                 .count();
             let _ = write!(
                 md,
-                "| {m} | {} ({}) | {} | {converged}/{} | {} | {} | {} | {} | {} |",
+                "| {m} | {} ({}) | {} | {converged}/{} | {} | {} | {} | {} | {} | {} |",
                 or_dash(params),
                 or_dash(paper),
                 group.len(),
@@ -307,7 +334,14 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
                 or_dash(med("converged_at_seconds").map(minutes)),
                 or_dash(med("sequences").map(thousands)),
                 or_dash(med("wall_seconds").map(minutes)),
-                or_dash(med("val_bits_per_seq").map(|c| format!("{c:.3}"))),
+                or_dash(median_and_range(
+                    group
+                        .iter()
+                        .filter_map(|r| r.num("val_bits_per_seq"))
+                        .collect(),
+                    3
+                )),
+                paper_result(task, m).unwrap_or("-"),
             );
             if *task == "ngrams" {
                 let _ = write!(
@@ -317,13 +351,14 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
                 );
             }
             for s in &sizes {
-                let at = median(
+                let at = median_and_range(
                     group
                         .iter()
                         .filter_map(|r| r.eval.as_ref()?.get(s)?.as_f64())
                         .collect(),
+                    2,
                 );
-                let _ = write!(md, " {} |", or_dash(at.map(|c| format!("{c:.2}"))));
+                let _ = write!(md, " {} |", or_dash(at));
             }
             md.push('\n');
             series.push(curve_series(m, &group));

@@ -152,6 +152,11 @@ fn the_report_has_tables_curves_and_lists_unfinished_runs() {
         md.contains("at 5 | at 40 |"),
         "sizes in numeric order: {md}"
     );
+    // Medians with the range over seeds, and the paper's figure beside them.
+    assert!(
+        md.contains("| 0.100 (0.000-0.200) | ~0 by 200k | 0.10 (0.00-0.20) | 0.30 (0.00-0.60) |"),
+        "{md}"
+    );
     assert!(md.contains("![copy learning curves](figures/copy-curves.svg)"));
     assert!(md.contains("runs/copy/ff-ntm/seed0"));
     let svg = std::fs::read_to_string(out.join("figures/copy-curves.svg")).unwrap();
