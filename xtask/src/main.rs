@@ -120,7 +120,10 @@ fn train_all(mut args: Args) -> Result<(), String> {
         runs.extend(e.runs(&profile, seeds).map_err(|e| e.to_string())?);
     }
     if let Some(file) = slurm_file {
-        std::fs::write(&file, slurm::script(&runs, &out)).map_err(|e| format!("{file}: {e}"))?;
+        // The script may be submitted from another folder than this one.
+        let out = std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let script = slurm::script(&runs, &out).map_err(|e| e.to_string())?;
+        std::fs::write(&file, script).map_err(|e| format!("{file}: {e}"))?;
         println!(
             "wrote {file}: {} array tasks writing into {}",
             runs.len(),
