@@ -1,4 +1,7 @@
 //! A SLURM job array with one index per run, instead of running anything locally.
+//!
+//! `cargo xtask slurm-check` ([`crate::slurm_check`]) runs a tiny sweep's script through a
+//! one-node SLURM cluster, requeueing one task mid-run.
 
 use std::collections::BTreeSet;
 use std::path::Path;
