@@ -4,7 +4,8 @@
 //! hyperparameters, the generalisation sizes, and profiles (`quick`, `paper`) that set budgets.
 //! [`Experiment::runs`] expands a file into one [`RunSpec`] per (model, seed); [`sweep::run_all`]
 //! runs each as its own `ntm train` process; [`report::write_report`] turns the run directories
-//! into `REPORT.md` with tables and figures; [`slurm::script`] writes a job array instead.
+//! into `REPORT.md` with tables and figures; [`slurm::script`] writes a job array instead, and
+//! `slurm_check` runs a tiny one through a one-node SLURM cluster on this machine.
 //! [`cuda`] installs a pinned CUDA compiler toolchain for `cargo xtask cuda-setup`.
 //!
 //! ```
@@ -35,6 +36,8 @@ pub mod experiment;
 pub mod faults;
 pub mod report;
 pub mod slurm;
+#[cfg(unix)]
+pub mod slurm_check;
 pub mod sweep;
 
 pub use experiment::{Experiment, RunSpec, Sweep};

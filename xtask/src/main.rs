@@ -22,6 +22,18 @@ Commands:
       --device D              cpu (default), cuda or cuda:N, passed to every ntm command
   report      rebuild DIR/REPORT.md from the run directories in DIR
       --out DIR
+  slurm-check start a one-node SLURM cluster here (munged, slurmctld, slurmd in a temporary
+              folder), run a tiny sweep's --emit-slurm job array on it (2 tasks x lstm-ntm x 2
+              seeds), requeue one task mid-run, check that it resumed from its checkpoint, that
+              every task had its own run directory and that a report merged from two folders
+              lists every run, then stop the cluster. Needs SLURM and munge (Debian: slurmctld
+              slurmd slurm-client munge)
+      --install               install the missing packages with apt-get first
+      --ntm PATH              use this ntm binary instead of building it
+      --sequences N           training sequences per run (default 3000: about 7 s a run with a
+                              release build of ntm; a debug build is ten times slower)
+      --timeout S             longest wait for the job array (default 600)
+      --keep                  keep the temporary folder (it is kept anyway when the check fails)
   faults      throw bad input, faults and concurrency at the ntm binary and print a table
       --kills N               random kill -9 rounds (default 30)
       --ntm PATH              use this ntm binary instead of building it
@@ -49,6 +61,16 @@ impl Args {
             }
             Some(_) => Err(format!("{flag} needs a value")),
             None => Ok(None),
+        }
+    }
+
+    fn flag(&mut self, flag: &str) -> bool {
+        match self.0.iter().position(|a| a == flag) {
+            Some(i) => {
+                self.0.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -120,7 +142,10 @@ fn train_all(mut args: Args) -> Result<(), String> {
         runs.extend(e.runs(&profile, seeds).map_err(|e| e.to_string())?);
     }
     if let Some(file) = slurm_file {
-        std::fs::write(&file, slurm::script(&runs, &out)).map_err(|e| format!("{file}: {e}"))?;
+        // The script may be submitted from another folder than this one.
+        let out = std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let script = slurm::script(&runs, &out).map_err(|e| e.to_string())?;
+        std::fs::write(&file, script).map_err(|e| format!("{file}: {e}"))?;
         println!(
             "wrote {file}: {} array tasks writing into {}",
             runs.len(),
@@ -202,6 +227,154 @@ fn faults_cmd(mut args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Installs the SLURM and munge packages with apt-get, refreshing the package lists if the
+/// first attempt fails.
+#[cfg(unix)]
+fn install_slurm() -> Result<(), String> {
+    use xtask::slurm_check::PACKAGES;
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot run apt-get: {e}"))
+    };
+    println!("installing {} with apt-get", PACKAGES.join(" "));
+    if install()?.success() {
+        return Ok(());
+    }
+    let updated = Command::new("apt-get")
+        .arg("update")
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if updated.success() && install()?.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "installing SLURM failed (apt-get needs root); run: {}",
+        xtask::slurm_check::install_command()
+    ))
+}
+
+#[cfg(unix)]
+fn slurm_check_cmd(mut args: Args) -> Result<(), String> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use xtask::slurm_check::{self, CheckOptions, Cluster, Tools};
+
+    let install = args.flag("--install");
+    let keep = args.flag("--keep");
+    let ntm = args.value("--ntm")?;
+    let timeout = match args.value("--timeout")? {
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| format!("--timeout {t}: expected seconds"))?,
+        None => 600,
+    };
+    let sequences = match args.value("--sequences")? {
+        Some(n) => n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("--sequences {n}: expected a positive count"))?,
+        None => slurm_check::SEQUENCES,
+    };
+    args.finish()?;
+    let tools = match Tools::find() {
+        Ok(tools) => tools,
+        Err(missing) if install => {
+            println!("missing: {}", missing.join(", "));
+            install_slurm()?;
+            Tools::find().map_err(|m| format!("still missing after the install: {}", m.join(", ")))?
+        }
+        Err(missing) => {
+            return Err(format!(
+                "SLURM is not installed (no {} found); install it with\n  {}\nor run `cargo xtask slurm-check --install`",
+                missing.join(", "),
+                slurm_check::install_command()
+            ))
+        }
+    };
+    let ntm = match ntm {
+        Some(p) => std::fs::canonicalize(&p).map_err(|e| format!("{p}: {e}"))?,
+        None => build_ntm()?,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("ntm-slurm-check-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let dir = scratch.path().to_path_buf();
+    let start = std::time::Instant::now();
+    let say = |m: &str| println!("[{:5.1} s] {m}", start.elapsed().as_secs_f64());
+    say(&format!(
+        "starting munged, slurmctld and slurmd in {}",
+        dir.display()
+    ));
+    let result = Cluster::start(&dir.join("cluster"), tools, &stop).and_then(|mut cluster| {
+        let (node, cpus) = cluster.node();
+        say(&format!(
+            "cluster up: node {node} with {cpus} CPUs, config {}",
+            cluster.conf().display()
+        ));
+        let opts = CheckOptions {
+            ntm,
+            tasks: root().join("tasks"),
+            dir: dir.clone(),
+            timeout: std::time::Duration::from_secs(timeout),
+            sequences,
+        };
+        let result = slurm_check::run(&mut cluster, &opts, &say, &stop);
+        let stopped = cluster.stop();
+        if stopped.is_ok() {
+            say("stopped slurmd, slurmctld and munged; no process of the cluster is left");
+        }
+        match (result, stopped) {
+            (Ok(mut r), Err(e)) => {
+                r.problems.push(e);
+                Ok(r)
+            }
+            (r, Ok(())) => r,
+            (Err(e), Err(e2)) => Err(format!("{e}\n{e2}")),
+        }
+    });
+    let failed = match result {
+        Ok(r) => {
+            println!("\n{}", r.summary);
+            for p in &r.problems {
+                eprintln!("problem: {p}");
+            }
+            (!r.problems.is_empty()).then(|| format!("{} problems", r.problems.len()))
+        }
+        Err(e) => Some(e),
+    };
+    let total = start.elapsed().as_secs_f64();
+    if failed.is_some() || keep {
+        let kept = scratch.keep();
+        println!(
+            "the cluster's folder, logs and runs are kept in {}",
+            kept.display()
+        );
+    }
+    match failed {
+        Some(e) => Err(format!("slurm-check failed after {total:.0} s: {e}")),
+        None => {
+            println!("slurm-check passed in {total:.0} s");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn slurm_check_cmd(_: Args) -> Result<(), String> {
+    Err("slurm-check runs a SLURM cluster on this machine, which needs Linux".into())
+}
+
 fn cuda_setup_cmd(mut args: Args) -> Result<(), String> {
     use xtask::cuda::{self, Setup, Toolkit};
     let dir = match args.value("--target")? {
@@ -253,6 +426,7 @@ fn main() -> ExitCode {
         "train-all" => train_all(Args(argv)),
         "report" => report_cmd(Args(argv)),
         "faults" => faults_cmd(Args(argv)),
+        "slurm-check" => slurm_check_cmd(Args(argv)),
         "cuda-setup" => cuda_setup_cmd(Args(argv)),
         other => Err(format!("unknown command `{other}`\n\n{HELP}")),
     };

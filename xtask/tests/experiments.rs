@@ -86,7 +86,7 @@ fn the_slurm_script_names_every_run() {
         .flat_map(|e| e.runs("paper", None).unwrap())
         .collect();
     let out = Path::new("/shared/ntm-results");
-    let script = slurm::script(&runs, out);
+    let script = slurm::script(&runs, out).unwrap();
     assert!(script.starts_with("#!/bin/bash"));
     assert!(script.contains(&format!("#SBATCH --array=0-{}", runs.len() - 1)));
     for (i, run) in runs.iter().enumerate() {
