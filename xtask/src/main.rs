@@ -151,6 +151,14 @@ fn train_all(mut args: Args) -> Result<(), String> {
             runs.len(),
             out.display()
         );
+        // SLURM opens each task's log in the output folder before the script runs, so a
+        // missing folder fails every task without a log. Make it where this machine can.
+        if std::fs::create_dir_all(&out).is_err() {
+            println!(
+                "could not create {0} here: run `mkdir -p {0}` where the jobs will see it before sbatch",
+                out.display()
+            );
+        }
         return Ok(());
     }
     let ntm = match ntm {

@@ -387,7 +387,7 @@ pub fn write_report(out: &Path) -> Result<PathBuf> {
         }
     }
     if !unfinished.is_empty() {
-        md.push_str("\n## Runs without a summary\n\nThese failed or were interrupted; `cargo xtask train-all` resumes them.\n\n");
+        md.push_str("\n## Runs without a summary\n\nThese failed or were interrupted; `cargo xtask train-all`, or submitting the SLURM script again, resumes them.\n\n");
         for d in &unfinished {
             let _ = writeln!(md, "- `{}`", d.strip_prefix(out).unwrap_or(d).display());
         }
