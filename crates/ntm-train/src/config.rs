@@ -697,6 +697,24 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_kind_without_a_spec_borrows_only_the_controller_and_learning_rate() {
+        use ntm::memory::{MemoryKind, NtmMemory, NtmMemoryConfig};
+        let mut r = Registry::default();
+        r.models
+            .memories
+            .register(MemoryKind::new("plain", |p, c: &NtmMemoryConfig| {
+                NtmMemory::new(p, c)
+            }))
+            .unwrap();
+        let c = r.default_run("priority-sort", "lstm-plain").unwrap();
+        let model = c.model.unwrap();
+        // The LSTM NTM's controller (100 x 2) and learning rate, not its five heads.
+        assert_eq!((model.controller.size, model.controller.layers), (100, 2));
+        assert_eq!(c.train.optimizer.lr(), 3e-5);
+        assert_eq!(model.memory.options["read_heads"].as_integer(), Some(1));
+    }
+
+    #[test]
     fn paper_models_follow_the_table() {
         let r = Registry::default();
         let heads = |m: &ModelConfig| m.memory.options["write_heads"].as_integer();

@@ -89,16 +89,16 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// The controller's size and layers, the heads and the learning rate as `key=value`
-    /// overrides; with `own`, also the memory options and the departures, which belong to the
-    /// model the spec was written for.
+    /// The controller's size and layers and the learning rate as `key=value` overrides; with
+    /// `own`, also the heads, the memory options and the departures, which belong to the
+    /// memory kind the spec was written for (another kind may not even have heads).
     fn sets(&self, own: bool) -> Vec<String> {
         let mut sets = vec![
             format!("model.controller.size={}", self.size),
             format!("model.controller.layers={}", self.layers),
             format!("train.optimizer.lr={}", self.lr),
         ];
-        if let Some(h) = self.heads {
+        if let (Some(h), true) = (self.heads, own) {
             sets.push(format!("model.memory.read_heads={h}"));
             sets.push(format!("model.memory.write_heads={h}"));
         }
