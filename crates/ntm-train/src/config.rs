@@ -125,7 +125,7 @@ impl Registry {
     /// three validations in a row under 0.1 bits per sequence, then the task's experiment file
     /// (`tasks/<task>.toml`, see [`experiment`]): its `set` (options and stopping rule), and
     /// the paper's sizes, heads and learning rate of the model, or of the model nearest to it
-    /// ([`Experiment::spec_name`](experiment::Experiment::spec_name)). Tasks without a file
+    /// ([`Experiment::default_sets`](experiment::Experiment::default_sets)). Tasks without a file
     /// keep the presets.
     pub fn default_run(&self, task: &str, model: &str) -> Result<RunConfig> {
         let train = TrainConfig {
@@ -145,13 +145,7 @@ impl Registry {
         let Some(file) = experiment::builtin(task)? else {
             return Ok(base);
         };
-        let sets = match file.spec_name(model, &memory, recurrent) {
-            Some(spec) => {
-                let own = spec == model || spec.ends_with(&format!("-{memory}"));
-                file.sets_from(spec, own)
-            }
-            None => file.set.clone(),
-        };
+        let sets = file.default_sets(model, &memory, recurrent);
         let mut table = toml::Table::try_from(base)
             .map_err(|e| TrainError::Config(format!("cannot serialise defaults: {e}")))?;
         for set in &sets {

@@ -241,15 +241,28 @@ impl Experiment {
             .find_map(|c| self.models.get_key_value(&c).map(|(k, _)| k.as_str()))
     }
 
-    /// The overrides, over a preset, of the default run of the model called `spec`: the file's
-    /// `set`, then the spec's values.
-    pub fn model_sets(&self, spec: &str) -> Vec<String> {
-        self.sets_from(spec, true)
+    /// The overrides, over a preset, of the default run of a model the file lists: the file's
+    /// `set`, then the model's spec.
+    pub fn model_sets(&self, model: &str) -> Vec<String> {
+        self.sets_from(model, true)
     }
 
-    /// [`model_sets`](Self::model_sets) of spec `spec`; `own` says whether the spec is of the
-    /// model's memory kind, whose memory options and departures then apply too.
-    pub(crate) fn sets_from(&self, spec: &str, own: bool) -> Vec<String> {
+    /// The overrides, over its preset, of the default run of model `model` (with memory kind
+    /// `memory`), listed or not: the file's `set`, then the spec of
+    /// [`spec_name`](Self::spec_name). A spec written for another memory kind lends only the
+    /// controller's size and layers and the learning rate.
+    pub fn default_sets(&self, model: &str, memory: &str, recurrent: bool) -> Vec<String> {
+        match self.spec_name(model, memory, recurrent) {
+            Some(spec) => {
+                let own = spec == model || spec.ends_with(&format!("-{memory}"));
+                self.sets_from(spec, own)
+            }
+            None => self.set.clone(),
+        }
+    }
+
+    /// The file's `set`, then spec `spec`'s overrides ([`ModelSpec::sets`]).
+    fn sets_from(&self, spec: &str, own: bool) -> Vec<String> {
         let mut sets = self.set.clone();
         if let Some(s) = self.models.get(spec) {
             sets.extend(s.sets(own));
