@@ -742,24 +742,20 @@ pub fn parse_jobs(text: &str) -> BTreeMap<usize, ArrayTask> {
     tasks
 }
 
-/// The steps at which the sessions of a run started, from its `metrics.jsonl`: a session
-/// record names a device and has no loss; a resumed session starts at its checkpoint's step.
-pub fn session_steps(metrics: &str) -> Vec<u64> {
-    metrics
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("device").is_some() && v.get("loss").is_none())
-        .filter_map(|v| v.get("step")?.as_u64())
-        .collect()
+/// The steps at which the sessions of the run in `dir` started; a resumed session starts at
+/// its checkpoint's step. None while the run has written no metrics.
+pub fn session_steps(dir: &Path) -> Vec<u64> {
+    ntm_train::read_sessions(dir)
+        .map(|s| s.iter().map(|r| r.step).collect())
+        .unwrap_or_default()
 }
 
-/// The highest step of a metrics record (a line with a loss) in `metrics.jsonl`.
-fn last_step(metrics: &str) -> Option<u64> {
-    metrics
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("loss").is_some())
-        .filter_map(|v| v.get("step")?.as_u64())
+/// The highest step of the metrics records of the run in `dir`.
+fn last_step(dir: &Path) -> Option<u64> {
+    ntm_train::read_metrics(dir)
+        .ok()?
+        .iter()
+        .map(|r| r.step)
         .max()
 }
 
@@ -860,7 +856,7 @@ pub fn run(
                     "index {REQUEUED} finished before it could be requeued; its budget is too small"
                 ));
                 requeued_at = Some(0);
-            } else if let Some(step) = last_step(&read(&victim.join("metrics.jsonl"))) {
+            } else if let Some(step) = last_step(&victim) {
                 cluster.scontrol(&["requeue", &format!("{job}_{REQUEUED}")])?;
                 say(&format!(
                     "requeued index {REQUEUED} after step {step} (`scontrol requeue {job}_{REQUEUED}`)"
@@ -913,7 +909,7 @@ pub fn run(
     for (i, run) in runs.iter().enumerate() {
         let dir = shared.join(&run.dir);
         let log = shared.join(format!("slurm-{job}_{i}.log"));
-        let sessions = session_steps(&read(&dir.join("metrics.jsonl")));
+        let sessions = session_steps(&dir);
         let Some(t) = tasks.get(&i) else {
             problems.push(format!("index {i}: SLURM does not know it"));
             continue;
@@ -1000,7 +996,7 @@ pub fn run(
         runs.len()
     );
     if let Some(step) = requeued_at.filter(|s| *s > 0) {
-        let sessions = session_steps(&read(&victim.join("metrics.jsonl")));
+        let sessions = session_steps(&victim);
         let _ = writeln!(
             summary,
             "requeued index {REQUEUED} after step {step}: sessions started at steps {}; the second resumed from the checkpoint `ntm train` wrote on SIGTERM",
@@ -1144,15 +1140,20 @@ JobId=5 ArrayJobId=5 ArrayTaskId=2-3%2 JobState=PENDING Restarts=0 ExitCode=0:0 
 
     #[test]
     fn sessions_are_the_lines_with_a_device_and_no_loss() {
-        let metrics = r#"{"step":0,"device":"cpu"}
-{"step":5,"sequences":20,"loss":1.0,"bits_per_seq":3.0}
-{"step":10,"sequences":40,"loss":0.9,"bits_per_seq":2.0}
-{"step":10,"device":"cpu"}
-{"step":15,"sequences":60,"loss":0.8,"bits_per_seq":1.0}
-"#;
-        assert_eq!(session_steps(metrics), vec![0, 10]);
-        assert_eq!(last_step(metrics), Some(15));
-        assert_eq!(last_step("{\"step\":0,\"device\":\"cpu\"}\n"), None);
+        let record = |step: u64| {
+            format!(
+                "{{\"step\":{step},\"sequences\":{},\"loss\":1.0,\"bits_per_seq\":3.0,\"seq_per_s\":10.0,\"wall_seconds\":1.0}}\n",
+                4 * step
+            )
+        };
+        let session = |step: u64| format!("{{\"step\":{step},\"device\":\"cpu\"}}\n");
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |text: String| std::fs::write(tmp.path().join("metrics.jsonl"), text).unwrap();
+        write(session(0) + &record(5) + &record(10) + &session(10) + &record(15));
+        assert_eq!(session_steps(tmp.path()), vec![0, 10]);
+        assert_eq!(last_step(tmp.path()), Some(15));
+        write(session(0));
+        assert_eq!(last_step(tmp.path()), None);
     }
 
     #[test]
