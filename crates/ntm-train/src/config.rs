@@ -7,7 +7,7 @@ use ntm_tasks::{Size, Task, TaskConfig, TaskRegistry};
 use serde::{Deserialize, Serialize};
 
 use crate::experiment;
-use crate::optim::OptimizerConfig;
+use crate::optim::{OptimizerConfig, Schedule};
 use crate::{Result, TrainError};
 
 /// Training hyperparameters and budgets.
@@ -18,6 +18,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// The optimiser.
     pub optimizer: OptimizerConfig,
+    /// How the learning rate changes over the run (constant by default).
+    #[serde(skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
     /// Clip each gradient component to `+-clip_value` (0 disables; the paper uses 10).
     pub clip_value: f64,
     /// Rescale gradients whose global norm exceeds `clip_norm` (0 disables; Collier & Beel: 50).
@@ -61,6 +64,7 @@ impl Default for TrainConfig {
                 momentum: 0.9,
                 eps: 1e-4,
             },
+            schedule: Schedule::default(),
             clip_value: 10.0,
             clip_norm: 50.0,
             max_sequences: 1_000_000,
@@ -398,7 +402,7 @@ impl TrainConfig {
         };
         match problem {
             Some(p) => Err(TrainError::Config(p.into())),
-            None => Ok(()),
+            None => t.schedule.validate(),
         }
     }
 }

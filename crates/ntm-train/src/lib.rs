@@ -73,7 +73,7 @@ use std::path::PathBuf;
 pub use checkpoint::Progress;
 pub use config::{default_model, ConfigChange, Registry, RunConfig, RunParts, TrainConfig};
 pub use loss::{bit_errors, bit_errors_tensor, masked_bce};
-pub use optim::{Optimizer, OptimizerConfig};
+pub use optim::{Optimizer, OptimizerConfig, Schedule};
 pub use rundir::RunDir;
 pub use trainer::{
     evaluate, host_reads, load_run, load_run_with, make_batches, merge_stats, read_metrics,

@@ -112,6 +112,85 @@ impl OptimizerConfig {
     }
 }
 
+fn default_factor() -> f64 {
+    0.1
+}
+
+/// A learning-rate schedule: the factor by which the optimiser's rate is multiplied, as a
+/// function of the training sequences seen before an update. Counting sequences rather than
+/// updates keeps a schedule's meaning when the batch size changes, and makes it a pure
+/// function of the run's progress, so a resumed run follows it exactly.
+///
+/// ```
+/// use ntm_train::Schedule;
+///
+/// // Ramp up over the first 1,000 sequences, then divide by 10 after 50,000 and 80,000.
+/// let s = Schedule { warmup: 1000, decay_at: vec![50_000, 80_000], factor: 0.1 };
+/// assert_eq!(s.scale(0), 0.001);
+/// assert_eq!(s.scale(499), 0.5);
+/// assert_eq!(s.scale(1000), 1.0);
+/// assert!((s.scale(60_000) - 0.1).abs() < 1e-12);
+/// assert!((s.scale(80_000) - 0.01).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    /// Linear warm-up: before sequence `warmup` the rate is `(seen + 1) / warmup` of the full
+    /// rate (0: no warm-up).
+    pub warmup: u64,
+    /// Sequence counts, ascending, from which the rate is multiplied by `factor` once more.
+    pub decay_at: Vec<u64>,
+    /// The factor of each decay (0.1).
+    #[serde(default = "default_factor")]
+    pub factor: f64,
+}
+
+impl Default for Schedule {
+    /// A constant rate.
+    fn default() -> Self {
+        Self {
+            warmup: 0,
+            decay_at: Vec::new(),
+            factor: default_factor(),
+        }
+    }
+}
+
+impl Schedule {
+    /// Whether the rate never changes (no warm-up and no decay).
+    pub fn is_constant(&self) -> bool {
+        self.warmup == 0 && self.decay_at.is_empty()
+    }
+
+    /// The multiplier of the learning rate for an update made after `seen` sequences.
+    pub fn scale(&self, seen: u64) -> f64 {
+        let warm = if seen < self.warmup {
+            (seen + 1) as f64 / self.warmup as f64
+        } else {
+            1.0
+        };
+        let decays = self.decay_at.iter().filter(|&&at| seen >= at).count();
+        warm * self.factor.powi(decays as i32)
+    }
+
+    /// Checks that the factor is in (0, 1] and the decay points ascend.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.factor > 0.0 && self.factor <= 1.0) {
+            return Err(TrainError::Config(format!(
+                "train.schedule.factor must be in (0, 1], not {}",
+                self.factor
+            )));
+        }
+        if self.decay_at.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(TrainError::Config(format!(
+                "train.schedule.decay_at must ascend strictly: {:?}",
+                self.decay_at
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// An optimiser over a fixed, ordered list of named variables.
 #[derive(Debug)]
 pub struct Optimizer {
@@ -120,6 +199,8 @@ pub struct Optimizer {
     /// Per variable, one tensor per slot of the config.
     state: Vec<Vec<Tensor>>,
     steps: u64,
+    /// Multiplies the configured learning rate ([`Optimizer::set_lr_scale`]).
+    lr_scale: f64,
 }
 
 impl Optimizer {
@@ -152,12 +233,24 @@ impl Optimizer {
             vars,
             state,
             steps: 0,
+            lr_scale: 1.0,
         })
     }
 
     /// Number of updates applied so far.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Sets the multiplier of the configured learning rate for the next updates (a
+    /// [`Schedule`]'s [`Schedule::scale`]); 1 at the start.
+    pub fn set_lr_scale(&mut self, scale: f64) {
+        self.lr_scale = scale;
+    }
+
+    /// The learning rate the next update uses: the configured one times the scale.
+    pub fn lr(&self) -> f64 {
+        self.config.lr() * self.lr_scale
     }
 
     /// The variables, in update order.
@@ -218,6 +311,7 @@ impl Optimizer {
                     let n = ((&state[0] * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
                     let gbar = ((&state[1] * alpha)? + (g * (1.0 - alpha))?)?;
                     let denom = ((&n - gbar.sqr()?)? + eps)?.sqrt()?;
+                    let lr = lr * self.lr_scale;
                     let delta = ((&state[2] * momentum)? - (g / denom)?.affine(lr, 0.0)?)?;
                     ((w + &delta)?, vec![n, gbar, delta])
                 }
@@ -232,7 +326,7 @@ impl Optimizer {
                     let m_hat = (&m / (1.0 - beta1.powi(t)))?;
                     let v_hat = (&v / (1.0 - beta2.powi(t)))?;
                     let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
-                    ((w - (update * lr)?)?, vec![m, v])
+                    ((w - (update * (lr * self.lr_scale))?)?, vec![m, v])
                 }
             });
         }

@@ -51,6 +51,8 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// Time steps of the batch.
     pub time_steps: usize,
+    /// The learning rate of the update.
+    pub lr: f64,
 }
 
 /// Cost of a model on a set of sequences.
@@ -83,6 +85,9 @@ pub struct MetricsRecord {
     pub seq_per_s: f64,
     /// Wall-clock seconds since the run began.
     pub wall_seconds: f64,
+    /// The learning rate of the line's last update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// Validation cost, on lines written after a validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_bits_per_seq: Option<f64>,
@@ -495,6 +500,8 @@ impl Trainer {
         if t.clip_norm > 0.0 {
             clip_to_norm(&mut grads, &norm, t.clip_norm)?;
         }
+        self.optimizer
+            .set_lr_scale(t.schedule.scale(self.progress.sequences));
         let update = self.optimizer.prepare(&grads)?;
         let measured = read_host(&Tensor::stack(
             &[
@@ -537,6 +544,7 @@ impl Trainer {
             cost,
             grad_norm,
             time_steps: batch.steps(),
+            lr: self.optimizer.lr(),
         })
     }
 
@@ -827,6 +835,7 @@ impl Window {
                 0.0
             },
             wall_seconds: wall,
+            lr: Some(s.lr),
             val_bits_per_seq: None,
             val_loss: None,
             val_optimal: None,

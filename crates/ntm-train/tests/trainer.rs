@@ -555,3 +555,65 @@ fn a_batch_in_shards_gives_the_same_update_on_any_number_of_threads() {
     let err = RunConfig::resolve(Some("copy"), None, None, &sets).unwrap_err();
     assert!(err.to_string().contains("train.shards"), "{err}");
 }
+
+#[test]
+fn a_schedule_sets_each_updates_rate_and_a_resumed_run_follows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, split) = (tmp.path().join("full"), tmp.path().join("split"));
+    let schedule = [
+        "train.optimizer.lr=0.01",
+        "train.schedule.warmup=8",
+        "train.schedule.decay_at=[16, 24]",
+        "train.schedule.factor=0.5",
+    ];
+    Trainer::new(tiny(32, &schedule), &Device::Cpu)
+        .unwrap()
+        .run(&full, &mut Quiet)
+        .unwrap();
+    // Batches of 4: the updates after 0 and 4 sequences warm up, those after 16 and 24 decay.
+    let rates: Vec<f64> = read_metrics(&full)
+        .unwrap()
+        .iter()
+        .map(|r| r.lr.unwrap())
+        .collect();
+    let expected = [0.125, 0.625, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25].map(|s| s * 0.01);
+    assert_eq!(rates.len(), expected.len());
+    for (got, want) in rates.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-15, "{rates:?}");
+    }
+
+    Trainer::new(tiny(20, &schedule), &Device::Cpu)
+        .unwrap()
+        .run(&split, &mut Quiet)
+        .unwrap();
+    let mut resumed = Trainer::new(tiny(32, &schedule), &Device::Cpu).unwrap();
+    resumed
+        .load_checkpoint(&split.join(files::CHECKPOINT))
+        .unwrap();
+    resumed.run(&split, &mut Quiet).unwrap();
+    assert_eq!(weights(&full), weights(&split));
+
+    // The same run at a constant rate ends elsewhere.
+    let constant = tmp.path().join("constant");
+    Trainer::new(tiny(32, &schedule[..1]), &Device::Cpu)
+        .unwrap()
+        .run(&constant, &mut Quiet)
+        .unwrap();
+    assert_ne!(weights(&full), weights(&constant));
+}
+
+#[test]
+fn a_schedule_out_of_range_is_a_config_error() {
+    for bad in [
+        "train.schedule.factor=0",
+        "train.schedule.factor=1.5",
+        "train.schedule.decay_at=[20, 10]",
+    ] {
+        let config = RunConfig::resolve(Some("copy"), Some("lstm-ntm"), None, &[bad.to_string()]);
+        let err = config.and_then(|c| c.validate().map(|_| c)).unwrap_err();
+        assert!(
+            matches!(&err, TrainError::Config(m) if m.contains("train.schedule")),
+            "{bad}: {err}"
+        );
+    }
+}
