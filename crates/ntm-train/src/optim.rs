@@ -298,35 +298,32 @@ impl Optimizer {
             )));
         }
         let t = (self.steps + 1) as i32;
+        let lr = self.lr();
         let mut values = Vec::with_capacity(self.vars.len());
         for (((_, var), state), g) in self.vars.iter().zip(&self.state).zip(grads) {
             let w = var.as_tensor();
             values.push(match self.config {
                 OptimizerConfig::Rmsprop {
-                    lr,
                     alpha,
                     momentum,
                     eps,
+                    ..
                 } => {
                     let n = ((&state[0] * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
                     let gbar = ((&state[1] * alpha)? + (g * (1.0 - alpha))?)?;
                     let denom = ((&n - gbar.sqr()?)? + eps)?.sqrt()?;
-                    let lr = lr * self.lr_scale;
                     let delta = ((&state[2] * momentum)? - (g / denom)?.affine(lr, 0.0)?)?;
                     ((w + &delta)?, vec![n, gbar, delta])
                 }
                 OptimizerConfig::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
+                    beta1, beta2, eps, ..
                 } => {
                     let m = ((&state[0] * beta1)? + (g * (1.0 - beta1))?)?;
                     let v = ((&state[1] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
                     let m_hat = (&m / (1.0 - beta1.powi(t)))?;
                     let v_hat = (&v / (1.0 - beta2.powi(t)))?;
                     let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
-                    ((w - (update * (lr * self.lr_scale))?)?, vec![m, v])
+                    ((w - (update * lr)?)?, vec![m, v])
                 }
             });
         }
