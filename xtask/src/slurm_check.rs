@@ -743,7 +743,7 @@ pub fn parse_jobs(text: &str) -> BTreeMap<usize, ArrayTask> {
 }
 
 /// The steps at which the sessions of the run in `dir` started; a resumed session starts at
-/// its checkpoint's step. None while the run has written no metrics.
+/// its checkpoint's step. Empty while the run has written no metrics.
 pub fn session_steps(dir: &Path) -> Vec<u64> {
     ntm_train::read_sessions(dir)
         .map(|s| s.iter().map(|r| r.step).collect())

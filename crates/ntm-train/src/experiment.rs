@@ -98,7 +98,7 @@ impl ModelSpec {
             format!("model.controller.layers={}", self.layers),
             format!("train.optimizer.lr={}", self.lr),
         ];
-        if let (Some(h), true) = (self.heads, own) {
+        if let Some(h) = self.heads.filter(|_| own) {
             sets.push(format!("model.memory.read_heads={h}"));
             sets.push(format!("model.memory.write_heads={h}"));
         }
