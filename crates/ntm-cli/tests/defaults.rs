@@ -91,3 +91,39 @@ fn the_default_of_every_task_and_model_is_its_experiment_files_paper_profile() {
         assert_eq!(default.model.unwrap().name(), e.default_model, "{}", e.task);
     }
 }
+
+#[test]
+fn every_tasks_fast_profile_trains_the_same_models_on_warmed_up_batches_with_adam() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
+    for e in &Experiment::load_dir(&dir).unwrap() {
+        let runs = e.runs("fast", None).unwrap();
+        assert_eq!(runs.len(), e.models.len(), "{}: one seed per model", e.task);
+        for run in &runs {
+            let what = format!("{} {}", e.task, run.model);
+            let default = print_config(&e.task, Some(&run.model), &[]);
+            let fast = print_config(&e.task, Some(&run.model), &run.sets);
+            assert_eq!(
+                default.model, fast.model,
+                "{what}: the profile keeps the model"
+            );
+            assert_eq!(default.task, fast.task, "{what}: and the task");
+            let train = &fast.train;
+            assert_eq!(train.batch_size, 16, "{what}");
+            assert!(
+                matches!(train.optimizer, ntm_train::OptimizerConfig::Adam { .. }),
+                "{what}: {:?}",
+                train.optimizer
+            );
+            assert_eq!(train.schedule.warmup, 4000, "{what}");
+            // A schedule the model's default has (the repeat-copy DNC's decay) stays.
+            assert_eq!(
+                train.schedule.decay_at, default.train.schedule.decay_at,
+                "{what}"
+            );
+            assert!(
+                train.max_seconds > 0.0,
+                "{what}: a fast run has a time limit"
+            );
+        }
+    }
+}
