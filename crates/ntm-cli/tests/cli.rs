@@ -91,6 +91,17 @@ fn train_eval_show_round_trip() {
         "{json}"
     );
 
+    // With a larger memory than it trained with, not a smaller one.
+    let rows = |r: &str| {
+        let args = ["eval", "--run", run.to_str().unwrap(), "--lengths", "3"];
+        ntm(&[&args[..], &["--sequences", "4", "--json", "--rows", r]].concat())
+    };
+    let wide = rows("32");
+    assert!(wide.status.success(), "{}", stderr(&wide));
+    let json: serde_json::Value = serde_json::from_slice(&wide.stdout).unwrap();
+    assert!(json["3"].as_f64().is_some(), "{json}");
+    assert_clean_failure(&rows("8"), "trained with 16");
+
     let png = tmp.path().join("fig.png");
     let show = ntm(&[
         "show",

@@ -334,6 +334,47 @@ fn focus_first_row(rows: usize) -> impl Fn(usize) -> Vec<f64> {
     }
 }
 
+/// The parameters of an [`NtmMemory`] that hold one value per memory row: its heads' initial
+/// weighting logits, `[heads, rows]`. [`widen_row_logits`] carries them to a larger memory.
+pub const ROW_PARAMETERS: [&str; 2] = ["initial_read_weights", "initial_write_weights"];
+
+/// A logit whose weight is exactly 0 next to any trained logit, in `f32` and `f64`.
+const NO_MASS: f64 = -1e4;
+
+/// Initial weighting logits `[H, N]` of a memory with `N` rows, carried to one with `rows >= N`
+/// rows: `[H, rows]`.
+///
+/// Heads move circularly, so a logit's meaning is its offset from row 0. The rows at offsets
+/// `0..=N/2` stay at the start, those at offsets `-1, -2, ..` (the end of the trained memory)
+/// move to the end of the new one, and the rows between get no weight: each head's initial
+/// weighting over the kept rows is exactly the trained one. This is how a model trained with a
+/// small memory runs with a larger one (`ntm eval --rows`).
+///
+/// # Errors
+/// If `logits` is not 2-D or `rows` is smaller than its `N`.
+pub fn widen_row_logits(logits: &Tensor, rows: usize) -> Result<Tensor> {
+    let (heads, n) = logits.dims2()?;
+    if rows < n {
+        return Err(MemoryError::Config(format!(
+            "cannot carry {n} rows of initial weightings to {rows} rows: a memory only grows"
+        )));
+    }
+    if rows == n {
+        return Ok(logits.clone());
+    }
+    let front = n / 2 + 1;
+    let gap =
+        Tensor::full(NO_MASS, (heads, rows - n), logits.device())?.to_dtype(logits.dtype())?;
+    Ok(Tensor::cat(
+        &[
+            &logits.narrow(1, 0, front)?,
+            &gap,
+            &logits.narrow(1, front, n - front)?,
+        ],
+        1,
+    )?)
+}
+
 impl NtmMemory {
     /// Builds the memory's learned initial values in the scope of `params`.
     pub fn new(params: &Params, config: &NtmMemoryConfig) -> Result<Self> {

@@ -470,3 +470,57 @@ fn fused_and_unfused_steps_agree_in_value_and_gradient() {
         assert!(report.max_error < 1e-6, "fused {step}: {report:?}");
     }
 }
+
+fn softmax_rows(logits: &Tensor) -> Vec<Vec<f64>> {
+    let logits = logits
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
+    logits
+        .iter()
+        .map(|row| {
+            let max = row.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = row.iter().map(|x| (x - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            e.iter().map(|x| x / sum).collect()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A widened memory's heads start where the trained ones did, at the same offsets from row
+    /// 0 (circularly), and put no weight on the new rows.
+    #[test]
+    fn widened_initial_weightings_keep_every_offset_from_row_zero(
+        (heads, n, extra, logits) in (1usize..4, 1usize..12, 0usize..20).prop_flat_map(|(h, n, x)| {
+            (Just(h), Just(n), Just(x), prop::collection::vec(-12f32..4.0, h * n))
+        })
+    ) {
+        let rows = n + extra;
+        let trained = t(&logits, &[heads, n]);
+        let widened = ntm_memory::widen_row_logits(&trained, rows).unwrap();
+        prop_assert_eq!(widened.dims(), &[heads, rows]);
+        let (before, after) = (softmax_rows(&trained), softmax_rows(&widened));
+        for h in 0..heads {
+            for (i, w) in after[h].iter().enumerate() {
+                // Offset from row 0, in -(rows-1)/2..; the trained memory's row for it.
+                let offset = if i <= n / 2 { i as i64 } else { i as i64 - rows as i64 };
+                let trained_row = (offset.rem_euclid(n as i64)) as usize;
+                let kept = i <= n / 2 || (offset >= -(n as i64) && trained_row > n / 2);
+                let want = if kept { before[h][trained_row] } else { 0.0 };
+                prop_assert!((w - want).abs() < 1e-6, "head {} row {}: {} vs {}", h, i, w, want);
+            }
+        }
+    }
+}
+
+#[test]
+fn initial_weightings_do_not_shrink() {
+    let trained = t(&[0.0; 8], &[1, 8]);
+    let err = ntm_memory::widen_row_logits(&trained, 4).unwrap_err();
+    assert!(err.to_string().contains("only grows"), "{err}");
+    assert!(ntm_memory::widen_row_logits(&t(&[0.0; 8], &[8]), 16).is_err());
+}

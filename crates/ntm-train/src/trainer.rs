@@ -1046,6 +1046,69 @@ where
     F: FnOnce(&RunConfig) -> Result<RunParts>,
 {
     let (config, ckpt) = read_run(dir)?;
+    assemble(config, ckpt, factory)
+}
+
+/// Loads the run in `dir` like [`load_run`], with a memory of `rows` rows in place of the rows
+/// it was trained with: whether what a model learned outgrows its training memory. The NTM
+/// memory's initial weightings are carried over by [`ntm::memory::widen_row_logits`] (the heads
+/// start at the same offsets from row 0); no other parameter of the built-in memories depends
+/// on the rows.
+///
+/// # Errors
+/// As [`load_run`]; and if the model has no memory, or fewer than `rows` is asked for than it
+/// trained with, or a parameter besides the initial weightings has a row per memory row (a
+/// learned initial memory).
+pub fn load_run_with_rows(dir: &Path, device: &Device, rows: usize) -> Result<LoadedRun> {
+    let (mut config, mut ckpt) = read_run(dir)?;
+    let resize =
+        |why: String| TrainError::Config(format!("{} with {rows} rows: {why}", dir.display()));
+    let model = config
+        .model
+        .as_mut()
+        .filter(|m| m.has_memory())
+        .ok_or_else(|| resize("the model has no memory".into()))?;
+    let trained = model
+        .memory
+        .options
+        .get("rows")
+        .and_then(|v| v.as_integer())
+        .ok_or_else(|| {
+            resize(format!(
+                "memory `{}` has no `rows` option",
+                model.memory.kind
+            ))
+        })?;
+    if (rows as i64) < trained {
+        return Err(resize(format!(
+            "it trained with {trained}; a memory only grows"
+        )));
+    }
+    if model.memory.kind == "ntm" {
+        for name in ntm::memory::ROW_PARAMETERS {
+            let key = format!("model.memory.{name}");
+            if let Some(logits) = ckpt.tensors.get(&key) {
+                let wide = ntm::memory::widen_row_logits(logits, rows)
+                    .map_err(|e| resize(format!("`{name}`: {e}")))?;
+                ckpt.tensors.insert(key, wide);
+            }
+        }
+    }
+    model
+        .memory
+        .options
+        .insert("rows".into(), toml::Value::Integer(rows as i64));
+    let registry = Registry::default();
+    assemble(config, ckpt, |config| registry.build(config, device)).map_err(|e| match e {
+        TrainError::Checkpoint(why) => resize(why),
+        e => e,
+    })
+}
+
+fn assemble<F>(config: RunConfig, ckpt: checkpoint::Checkpoint, factory: F) -> Result<LoadedRun>
+where
+    F: FnOnce(&RunConfig) -> Result<RunParts>,
+{
     let (task, model) = factory(&config)?;
     check_sizes(model.as_ref(), task.as_ref())?;
     checkpoint::restore_params(model.params(), &ckpt.tensors)?;

@@ -617,3 +617,120 @@ fn a_schedule_out_of_range_is_a_config_error() {
         );
     }
 }
+
+#[test]
+fn a_run_loads_with_a_larger_memory_whose_heads_start_where_they_trained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    Trainer::new(tiny(12, &[]), &Device::Cpu)
+        .unwrap()
+        .run(&dir, &mut Quiet)
+        .unwrap();
+    let cost = |run: &ntm_train::LoadedRun| {
+        ntm_train::evaluate(run.model.as_ref(), run.task.as_ref(), 8, 4, None, 3)
+            .unwrap()
+            .cost
+    };
+    let var = |run: &ntm_train::LoadedRun, name: &str| {
+        let vars = run.model.params().named_vars();
+        vars.into_iter().find(|(n, _)| n == name).unwrap().1
+    };
+    let trained = ntm_train::load_run(&dir, &Device::Cpu).unwrap();
+    // The trained size is the trained model.
+    let same = ntm_train::load_run_with_rows(&dir, &Device::Cpu, 8).unwrap();
+    assert_eq!(cost(&trained), cost(&same));
+
+    let wide = ntm_train::load_run_with_rows(&dir, &Device::Cpu, 20).unwrap();
+    let rows = |run: &ntm_train::LoadedRun| {
+        let model = run.config.model.as_ref().unwrap();
+        model.memory.options["rows"].as_integer().unwrap()
+    };
+    assert_eq!((rows(&trained), rows(&wide)), (8, 20));
+    for name in ntm::memory::ROW_PARAMETERS {
+        let name = format!("memory.{name}");
+        let want = ntm::memory::widen_row_logits(var(&trained, &name).as_tensor(), 20).unwrap();
+        let got = var(&wide, &name);
+        assert_eq!(got.dims(), &[1, 20], "{name}");
+        let diff = (got.as_tensor() - want).unwrap().abs().unwrap();
+        assert_eq!(diff.max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    }
+    let name = "controller.layer0.gates.weight";
+    let diff = (var(&wide, name).as_tensor() - var(&trained, name).as_tensor()).unwrap();
+    assert_eq!(
+        diff.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    assert!(cost(&wide).is_finite());
+
+    let err = |rows| {
+        ntm_train::load_run_with_rows(&dir, &Device::Cpu, rows)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err(4).contains("trained with 8"), "{}", err(4));
+
+    // A learned initial memory has a row of parameters per memory row.
+    let learned = tmp.path().join("learned");
+    Trainer::new(tiny(4, &["model.memory.init=\"learned\""]), &Device::Cpu)
+        .unwrap()
+        .run(&learned, &mut Quiet)
+        .unwrap();
+    let err = ntm_train::load_run_with_rows(&learned, &Device::Cpu, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("initial_memory") && err.contains("16 rows"),
+        "{err}"
+    );
+
+    // No parameter of the DNC depends on the rows.
+    let dnc = tmp.path().join("dnc");
+    let config = RunConfig::resolve(
+        Some("copy"),
+        Some("lstm-dnc"),
+        None,
+        &[
+            "model.controller.size=8",
+            "model.memory.rows=8",
+            "task.max_length=4",
+            "train.max_sequences=2",
+        ]
+        .map(String::from),
+    )
+    .unwrap();
+    Trainer::new(config, &Device::Cpu)
+        .unwrap()
+        .run(&dnc, &mut Quiet)
+        .unwrap();
+    let wide = ntm_train::load_run_with_rows(&dnc, &Device::Cpu, 24).unwrap();
+    assert_eq!(rows(&wide), 24);
+    assert!(cost(&wide).is_finite());
+
+    // A model without memory has no rows.
+    let baseline = tmp.path().join("baseline");
+    let config = RunConfig::resolve(
+        Some("copy"),
+        Some("lstm"),
+        None,
+        &[
+            "model.controller.size=8",
+            "task.max_length=4",
+            "train.max_sequences=2",
+        ]
+        .map(String::from),
+    )
+    .unwrap();
+    Trainer::new(config, &Device::Cpu)
+        .unwrap()
+        .run(&baseline, &mut Quiet)
+        .unwrap();
+    let err = ntm_train::load_run_with_rows(&baseline, &Device::Cpu, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no memory"), "{err}");
+}
