@@ -10,7 +10,7 @@ fn experiments() -> Vec<Experiment> {
 }
 
 #[test]
-fn every_paper_task_has_a_file_with_the_papers_models_the_dnc_and_three_profiles() {
+fn every_paper_task_has_a_file_with_the_papers_models_the_dnc_and_two_profiles() {
     let all = experiments();
     let tasks: Vec<&str> = all.iter().map(|e| e.task.as_str()).collect();
     assert_eq!(tasks, task_order());
@@ -18,7 +18,7 @@ fn every_paper_task_has_a_file_with_the_papers_models_the_dnc_and_three_profiles
         let mut models = MODEL_ORDER.to_vec();
         models.push("lstm-dnc");
         assert_eq!(e.model_kinds(), models, "{}", e.task);
-        for profile in ["quick", "paper", "fast"] {
+        for profile in ["quick", "paper"] {
             let runs = e.runs(profile, None).unwrap();
             assert!(runs.len() >= 4, "{} {profile}", e.task);
         }

@@ -1056,9 +1056,9 @@ where
 /// on the rows.
 ///
 /// # Errors
-/// As [`load_run`]; and if the model has no memory, or fewer than `rows` is asked for than it
-/// trained with, or a parameter besides the initial weightings has a row per memory row (a
-/// learned initial memory).
+/// As [`load_run`]; and if the model has no memory, `rows` is fewer than it trained with, or a
+/// parameter besides the initial weightings has a row per memory row (a learned initial
+/// memory).
 pub fn load_run_with_rows(dir: &Path, device: &Device, rows: usize) -> Result<LoadedRun> {
     let (mut config, mut ckpt) = read_run(dir)?;
     let resize =
