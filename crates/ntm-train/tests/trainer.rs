@@ -688,47 +688,31 @@ fn a_run_loads_with_a_larger_memory_whose_heads_start_where_they_trained() {
         "{err}"
     );
 
+    // Two sequences of another model, trained into `tmp/NAME`.
+    let train = |name: &str, model: &str, sets: &[&str]| {
+        let mut sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        sets.extend(["task.max_length=4", "train.max_sequences=2"].map(String::from));
+        let config = RunConfig::resolve(Some("copy"), Some(model), None, &sets).unwrap();
+        let dir = tmp.path().join(name);
+        Trainer::new(config, &Device::Cpu)
+            .unwrap()
+            .run(&dir, &mut Quiet)
+            .unwrap();
+        dir
+    };
+
     // No parameter of the DNC depends on the rows.
-    let dnc = tmp.path().join("dnc");
-    let config = RunConfig::resolve(
-        Some("copy"),
-        Some("lstm-dnc"),
-        None,
-        &[
-            "model.controller.size=8",
-            "model.memory.rows=8",
-            "task.max_length=4",
-            "train.max_sequences=2",
-        ]
-        .map(String::from),
-    )
-    .unwrap();
-    Trainer::new(config, &Device::Cpu)
-        .unwrap()
-        .run(&dnc, &mut Quiet)
-        .unwrap();
+    let dnc = train(
+        "dnc",
+        "lstm-dnc",
+        &["model.controller.size=8", "model.memory.rows=8"],
+    );
     let wide = ntm_train::load_run_with_rows(&dnc, &Device::Cpu, 24).unwrap();
     assert_eq!(rows(&wide), 24);
     assert!(cost(&wide).is_finite());
 
     // A model without memory has no rows.
-    let baseline = tmp.path().join("baseline");
-    let config = RunConfig::resolve(
-        Some("copy"),
-        Some("lstm"),
-        None,
-        &[
-            "model.controller.size=8",
-            "task.max_length=4",
-            "train.max_sequences=2",
-        ]
-        .map(String::from),
-    )
-    .unwrap();
-    Trainer::new(config, &Device::Cpu)
-        .unwrap()
-        .run(&baseline, &mut Quiet)
-        .unwrap();
+    let baseline = train("baseline", "lstm", &["model.controller.size=8"]);
     let err = ntm_train::load_run_with_rows(&baseline, &Device::Cpu, 16)
         .unwrap_err()
         .to_string();
