@@ -537,11 +537,42 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// A run configuration from its table; an error names the key (`train.batch_size`).
 fn from_table(table: toml::Table) -> Result<RunConfig> {
+    // A table with a `kind` (the optimiser) is replaced whole when the kind changes, so a field
+    // it misses is most often one the old kind had; say so.
+    let kinds: Vec<String> = {
+        let mut found = Vec::new();
+        tables_with_kind("", &table, &mut found);
+        found
+    };
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
         |e: serde_path_to_error::Error<toml::de::Error>| {
-            TrainError::Config(format!("`{}`: {}", e.path(), e.inner().message()))
+            let path = e.path().to_string();
+            let mut message = format!("`{path}`: {}", e.inner().message());
+            if message.contains("missing field") && kinds.contains(&path) {
+                message.push_str(
+                    " (a new `kind` keeps none of the old kind's fields: give them with it)",
+                );
+            }
+            TrainError::Config(message)
         },
     )
+}
+
+/// The dotted paths of the tables under `table` that have a `kind`.
+fn tables_with_kind(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+    for (key, value) in table {
+        if let toml::Value::Table(t) = value {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if t.contains_key("kind") {
+                out.push(path.clone());
+            }
+            tables_with_kind(&path, t, out);
+        }
+    }
 }
 
 /// Applies `a.b.c=value`; the value is read as TOML (`3`, `1e-4`, `true`, `[100, 100]`,
@@ -642,6 +673,24 @@ mod tests {
                 eps: 1e-4
             }
         );
+    }
+
+    #[test]
+    fn a_new_kind_without_its_fields_is_an_error_that_says_why() {
+        let sets = ["train.optimizer.kind=adam".to_string()];
+        let err = RunConfig::resolve(Some("copy"), None, None, &sets)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.optimizer") && err.contains("lr") && err.contains("new `kind`"),
+            "{err}"
+        );
+        // A missing field elsewhere gets no such hint.
+        let err = RunConfig::from_toml("[task]\nwidth = 8\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field"), "{err}");
+        assert!(!err.contains("new `kind`"), "{err}");
     }
 
     #[test]
