@@ -504,13 +504,18 @@ proptest! {
         let widened = ntm_memory::widen_row_logits(&trained, rows).unwrap();
         prop_assert_eq!(widened.dims(), &[heads, rows]);
         let (before, after) = (softmax_rows(&trained), softmax_rows(&widened));
+        // Rows 0..=n/2 keep their place; the trained memory's last `back` rows (offsets -1,
+        // -2, ..) become the widened memory's last; the rows between are new.
+        let back = n - n / 2 - 1;
         for h in 0..heads {
             for (i, w) in after[h].iter().enumerate() {
-                // Offset from row 0, in -(rows-1)/2..; the trained memory's row for it.
-                let offset = if i <= n / 2 { i as i64 } else { i as i64 - rows as i64 };
-                let trained_row = (offset.rem_euclid(n as i64)) as usize;
-                let kept = i <= n / 2 || (offset >= -(n as i64) && trained_row > n / 2);
-                let want = if kept { before[h][trained_row] } else { 0.0 };
+                let want = if i <= n / 2 {
+                    before[h][i]
+                } else if i >= rows - back {
+                    before[h][i + n - rows]
+                } else {
+                    0.0
+                };
                 prop_assert!((w - want).abs() < 1e-6, "head {} row {}: {} vs {}", h, i, w, want);
             }
         }

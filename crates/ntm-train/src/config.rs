@@ -537,18 +537,18 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// A run configuration from its table; an error names the key (`train.batch_size`).
 fn from_table(table: toml::Table) -> Result<RunConfig> {
-    // A table with a `kind` (the optimiser) is replaced whole when the kind changes, so a field
-    // it misses is most often one the old kind had; say so.
-    let kinds: Vec<String> = {
-        let mut found = Vec::new();
-        tables_with_kind("", &table, &mut found);
-        found
-    };
+    // `merge` replaces a table whole when its `kind` changes (the optimiser), so a field missing
+    // from a table with a kind is most often one the old kind had; say so.
+    let copy = table.clone();
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
         |e: serde_path_to_error::Error<toml::de::Error>| {
             let path = e.path().to_string();
             let mut message = format!("`{path}`: {}", e.inner().message());
-            if message.contains("missing field") && kinds.contains(&path) {
+            let has_kind = path
+                .split('.')
+                .try_fold(&copy, |t, key| t.get(key)?.as_table())
+                .is_some_and(|t| t.contains_key("kind"));
+            if has_kind && message.contains("missing field") {
                 message.push_str(
                     " (a new `kind` keeps none of the old kind's fields: give them with it)",
                 );
@@ -556,23 +556,6 @@ fn from_table(table: toml::Table) -> Result<RunConfig> {
             TrainError::Config(message)
         },
     )
-}
-
-/// The dotted paths of the tables under `table` that have a `kind`.
-fn tables_with_kind(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
-    for (key, value) in table {
-        if let toml::Value::Table(t) = value {
-            let path = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}.{key}")
-            };
-            if t.contains_key("kind") {
-                out.push(path.clone());
-            }
-            tables_with_kind(&path, t, out);
-        }
-    }
 }
 
 /// Applies `a.b.c=value`; the value is read as TOML (`3`, `1e-4`, `true`, `[100, 100]`,

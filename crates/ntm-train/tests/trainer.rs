@@ -646,25 +646,20 @@ fn a_run_loads_with_a_larger_memory_whose_heads_start_where_they_trained() {
         model.memory.options["rows"].as_integer().unwrap()
     };
     assert_eq!((rows(&trained), rows(&wide)), (8, 20));
+    let max_diff = |a: &Tensor, b: &Tensor| {
+        let diff = (a - b).unwrap().abs().unwrap();
+        diff.max_all().unwrap().to_scalar::<f32>().unwrap()
+    };
     for name in ntm::memory::ROW_PARAMETERS {
         let name = format!("memory.{name}");
         let want = ntm::memory::widen_row_logits(var(&trained, &name).as_tensor(), 20).unwrap();
         let got = var(&wide, &name);
         assert_eq!(got.dims(), &[1, 20], "{name}");
-        let diff = (got.as_tensor() - want).unwrap().abs().unwrap();
-        assert_eq!(diff.max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        assert_eq!(max_diff(got.as_tensor(), &want), 0.0, "{name}");
     }
     let name = "controller.layer0.gates.weight";
-    let diff = (var(&wide, name).as_tensor() - var(&trained, name).as_tensor()).unwrap();
-    assert_eq!(
-        diff.abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap(),
-        0.0
-    );
+    let (a, b) = (var(&wide, name), var(&trained, name));
+    assert_eq!(max_diff(a.as_tensor(), b.as_tensor()), 0.0);
     assert!(cost(&wide).is_finite());
 
     let err = |rows| {
@@ -673,20 +668,6 @@ fn a_run_loads_with_a_larger_memory_whose_heads_start_where_they_trained() {
             .to_string()
     };
     assert!(err(4).contains("trained with 8"), "{}", err(4));
-
-    // A learned initial memory has a row of parameters per memory row.
-    let learned = tmp.path().join("learned");
-    Trainer::new(tiny(4, &["model.memory.init=\"learned\""]), &Device::Cpu)
-        .unwrap()
-        .run(&learned, &mut Quiet)
-        .unwrap();
-    let err = ntm_train::load_run_with_rows(&learned, &Device::Cpu, 16)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("initial_memory") && err.contains("16 rows"),
-        "{err}"
-    );
 
     // Two sequences of another model, trained into `tmp/NAME`.
     let train = |name: &str, model: &str, sets: &[&str]| {
@@ -700,6 +681,24 @@ fn a_run_loads_with_a_larger_memory_whose_heads_start_where_they_trained() {
             .unwrap();
         dir
     };
+
+    // A learned initial memory has a row of parameters per memory row.
+    let learned = train(
+        "learned",
+        "lstm-ntm",
+        &[
+            "model.controller.size=8",
+            "model.memory.rows=8",
+            "model.memory.init=\"learned\"",
+        ],
+    );
+    let err = ntm_train::load_run_with_rows(&learned, &Device::Cpu, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("initial_memory") && err.contains("16 rows"),
+        "{err}"
+    );
 
     // No parameter of the DNC depends on the rows.
     let dnc = train(
