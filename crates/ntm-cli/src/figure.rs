@@ -90,10 +90,11 @@ fn last_matrices(title: &str, last: &Tensor) -> candle_core::Result<Vec<Panel>> 
         .collect())
 }
 
-/// Inputs, targets and outputs of the sequence, then every head's write and read weightings,
-/// then the memory's further signals (`MemoryTrace::extra`, each in `[0, 1]`): those of one or
-/// more vectors per step over time (a DNC's usage, allocation and read modes), square matrices
-/// (a DNC's links) as they are after the last step.
+/// Inputs, targets and outputs of the sequence, each in a row of its own; then a row of the
+/// write heads' weightings and one of the read heads', a panel per head side by side; then a
+/// row for each of the memory's further signals (`MemoryTrace::extra`, each in `[0, 1]`): those
+/// of one or more vectors per step over time (a DNC's usage, allocation and read modes), square
+/// matrices (a DNC's links) as they are after the last step.
 pub fn sequence_figure(
     batch: &Batch,
     probs: &Tensor,
@@ -102,15 +103,15 @@ pub fn sequence_figure(
 ) -> super::Result<Figure> {
     let (steps, _, width) = probs.dims3()?;
     let outputs = Sequence::from_vec(steps, 1, width, probs.flatten_all()?.to_vec1()?)?;
-    let mut panels = vec![
-        channels(&format!("{title}: inputs"), &batch.inputs, None),
-        channels("targets", &batch.targets, Some(&batch.mask)),
-        channels("outputs", &outputs, Some(&batch.mask)),
+    let mut rows = vec![
+        vec![channels(&format!("{title}: inputs"), &batch.inputs, None)],
+        vec![channels("targets", &batch.targets, Some(&batch.mask))],
+        vec![channels("outputs", &outputs, Some(&batch.mask))],
     ];
     let writes: Vec<Tensor> = traces.iter().map(|t| t.write_weights.clone()).collect();
     let reads: Vec<Tensor> = traces.iter().map(|t| t.read_weights.clone()).collect();
-    panels.extend(weightings("write", &writes)?);
-    panels.extend(weightings("read", &reads)?);
+    rows.push(weightings("write", &writes)?);
+    rows.push(weightings("read", &reads)?);
     let names = traces.first().map_or(Vec::new(), |t| {
         t.extra.iter().map(|(name, _)| name.clone()).collect()
     });
@@ -120,10 +121,27 @@ pub fn sequence_figure(
             .filter_map(|t| t.extra.get(k).map(|(_, x)| x.clone()))
             .collect();
         match per_step.last().map(Tensor::rank) {
-            Some(2 | 3) => panels.extend(over_time(name, &per_step)?),
-            Some(4) => panels.extend(last_matrices(name, &per_step[per_step.len() - 1])?),
+            Some(2 | 3) => rows.push(over_time(name, &per_step)?),
+            Some(4) => rows.push(last_matrices(name, &per_step[per_step.len() - 1])?),
             _ => {}
         }
     }
-    Ok(Figure::new(panels))
+    let rows = rows
+        .into_iter()
+        .flat_map(|row| {
+            let per_row = side_by_side(row.iter().map(|p| p.cols).max().unwrap_or(0));
+            let mut row = row.into_iter().peekable();
+            std::iter::from_fn(move || {
+                row.peek()?;
+                Some(row.by_ref().take(per_row).collect::<Vec<_>>())
+            })
+        })
+        .collect();
+    Ok(Figure::grid(rows))
+}
+
+/// How many panels `cols` cells wide fit side by side in a figure at three pixels per cell, with
+/// room beside each for its labels and for a title and key wider than the cells (at least one).
+fn side_by_side(cols: usize) -> usize {
+    (ntm_plot::MAX_WIDTH / (3 * cols + 360)).max(1)
 }

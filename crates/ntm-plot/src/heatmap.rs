@@ -166,13 +166,14 @@ impl Panel {
     }
 }
 
-/// Vertically stacked heatmap panels, each with its title and a colour key
-/// of its value range above it, row indices on the left and time steps
-/// below; the last panel's time axis is titled.
+/// Heatmap panels in rows: each panel with its title and a colour key of its
+/// value range above it, row indices on the left and time steps below; the
+/// panels of a row stand side by side, and the last row's time axes are
+/// titled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
-    /// Panels from top to bottom.
-    pub panels: Vec<Panel>,
+    /// Rows of panels from top to bottom, each row's panels from left to right.
+    pub rows: Vec<Vec<Panel>>,
     /// Pixels per heatmap cell (0 counts as 1). It is reduced automatically
     /// when the figure would exceed [`MAX_WIDTH`] x [`MAX_HEIGHT`].
     pub cell: usize,
@@ -181,21 +182,25 @@ pub struct Figure {
 impl Default for Figure {
     fn default() -> Self {
         Self {
-            panels: Vec::new(),
+            rows: Vec::new(),
             cell: DEFAULT_CELL,
         }
     }
 }
 
-/// Where a panel lands in the image; its heatmap's left edge is `HEAT_X`.
+/// Where a panel lands in the image.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PanelPos {
+    /// Left of cell (0, 0); its row labels stand left of it.
+    pub heat_x: usize,
     /// Top of the title band.
     pub title_y: usize,
     /// Top of cell (0, 0).
     pub heat_y: usize,
     /// Left of the colour key's gradient; it is centred in the title band.
     pub key_x: usize,
+    /// Whether the panel is in the last row, whose time axes are titled.
+    pub last: bool,
 }
 
 /// Pixel layout of a figure.
@@ -204,6 +209,7 @@ pub(crate) struct Layout {
     pub width: usize,
     pub height: usize,
     pub cell: usize,
+    /// Every panel's place, row after row.
     pub panels: Vec<PanelPos>,
 }
 
@@ -226,44 +232,64 @@ fn text_width(text: &str, size: f64, style: FontStyle) -> Result<usize, PlotErro
 }
 
 impl Figure {
-    /// A figure of `panels` with the default cell size.
+    /// A figure of `panels` stacked one above the other, with the default cell size.
     pub fn new(panels: Vec<Panel>) -> Self {
+        Self::grid(panels.into_iter().map(|p| vec![p]).collect())
+    }
+
+    /// A figure of rows of panels side by side (e.g. one row per kind of head, a panel per
+    /// head), with the default cell size.
+    pub fn grid(rows: Vec<Vec<Panel>>) -> Self {
         Self {
-            panels,
+            rows,
             ..Self::default()
         }
     }
 
+    /// Every panel, row after row.
+    fn panels(&self) -> impl Iterator<Item = &Panel> {
+        self.rows.iter().flatten()
+    }
+
     /// Validates every panel and returns their colour ranges.
     fn validate(&self) -> Result<Vec<(f32, f32)>, PlotError> {
-        if self.panels.is_empty() {
+        if self.panels().next().is_none() || self.rows.iter().any(Vec::is_empty) {
             return Err(PlotError::Empty {
-                what: "figure has no panels".into(),
+                what: "figure has no panels, or a row without panels".into(),
             });
         }
-        self.panels.iter().map(Panel::validate).collect()
+        self.panels().map(Panel::validate).collect()
     }
 
     /// Computes the layout of validated panels with colour ranges `ranges`.
     pub(crate) fn layout(&self, ranges: &[(f32, f32)]) -> Result<Layout, PlotError> {
-        let n = self.panels.len();
-        let max_cols = self.panels.iter().map(|p| p.cols).max().unwrap_or(0).max(1);
+        let n = self.rows.len();
+        let tallest = |row: &Vec<Panel>| row.iter().map(|p| p.rows).max().unwrap_or(0);
+        // Per row: the cells across, and the pixels beside the cells.
+        let across =
+            |row: &Vec<Panel>| row.iter().fold(0usize, |acc, p| acc.saturating_add(p.cols));
+        let beside = |row: &Vec<Panel>| (HEAT_X - MARGIN + RIGHT_PAD) * row.len() + MARGIN;
         let total_rows = self
-            .panels
+            .rows
             .iter()
-            .fold(0usize, |acc, p| acc.saturating_add(p.rows))
+            .fold(0usize, |acc, row| acc.saturating_add(tallest(row)))
             .max(1);
-        let overhead_w = HEAT_X + RIGHT_PAD;
         let overhead_h = (2 * MARGIN + X_DESC_H)
             .saturating_add(n.saturating_mul(TITLE_H + X_LABEL_H))
             .saturating_add((n - 1).saturating_mul(PANEL_GAP));
 
-        let fit_w = MAX_WIDTH.saturating_sub(overhead_w) / max_cols;
+        let fit_w = self
+            .rows
+            .iter()
+            .map(|row| MAX_WIDTH.saturating_sub(beside(row)) / across(row).max(1))
+            .min()
+            .unwrap_or(0);
         let fit_h = MAX_HEIGHT.saturating_sub(overhead_h) / total_rows;
         let cell = self.cell.max(1).min(fit_w).min(fit_h);
         if cell == 0 {
+            let widest = self.rows.iter().max_by_key(|row| across(row));
             return Err(PlotError::TooLarge {
-                width: overhead_w.saturating_add(max_cols),
+                width: widest.map_or(0, |row| beside(row).saturating_add(across(row))),
                 height: overhead_h.saturating_add(total_rows),
                 max_width: MAX_WIDTH,
                 max_height: MAX_HEIGHT,
@@ -271,28 +297,33 @@ impl Figure {
         }
 
         let mut y = MARGIN;
-        let mut content_w = 0usize;
-        let mut panels = Vec::with_capacity(n);
-        for (p, &range) in self.panels.iter().zip(ranges) {
-            let title_w = text_width(&font::clean(&p.title), TITLE_SIZE, FontStyle::Bold)?;
-            let [lo, hi] = key_labels(range);
-            let key_lo_w = text_width(&lo, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
-            let key_hi_w = text_width(&hi, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
-            // The key ends at the heatmap's right edge unless the title needs the room.
-            let key_end =
-                (p.cols * cell).max(title_w.saturating_add(KEY_GAP + key_lo_w + KEY_W + key_hi_w));
-            content_w = content_w.max(key_end);
-            panels.push(PanelPos {
-                title_y: y,
-                heat_y: y + TITLE_H,
-                key_x: HEAT_X + key_end - key_hi_w - KEY_W,
-            });
-            y += TITLE_H + p.rows * cell + X_LABEL_H + PANEL_GAP;
+        let mut width = 0usize;
+        let mut panels = Vec::with_capacity(ranges.len());
+        let mut ranges = ranges.iter();
+        for (r, row) in self.rows.iter().enumerate() {
+            let mut x = HEAT_X;
+            for (p, &range) in row.iter().zip(ranges.by_ref()) {
+                let title_w = text_width(&font::clean(&p.title), TITLE_SIZE, FontStyle::Bold)?;
+                let [lo, hi] = key_labels(range);
+                let key_lo_w = text_width(&lo, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
+                let key_hi_w = text_width(&hi, LABEL_SIZE, FontStyle::Normal)? + KEY_PAD;
+                // The key ends at the heatmap's right edge unless the title needs the room.
+                let key_end = (p.cols * cell)
+                    .max(title_w.saturating_add(KEY_GAP + key_lo_w + KEY_W + key_hi_w));
+                panels.push(PanelPos {
+                    heat_x: x,
+                    title_y: y,
+                    heat_y: y + TITLE_H,
+                    key_x: x + key_end - key_hi_w - KEY_W,
+                    last: r + 1 == n,
+                });
+                width = width.max(x.saturating_add(key_end).saturating_add(RIGHT_PAD));
+                x = x.saturating_add(key_end + RIGHT_PAD + Y_LABEL_W);
+            }
+            y += TITLE_H + tallest(row) * cell + X_LABEL_H + PANEL_GAP;
         }
         Ok(Layout {
-            width: (HEAT_X + RIGHT_PAD)
-                .saturating_add(content_w)
-                .min(MAX_WIDTH),
+            width: width.min(MAX_WIDTH),
             height: y - PANEL_GAP + X_DESC_H + MARGIN,
             cell,
             panels,
@@ -309,10 +340,8 @@ impl Figure {
             // Both dimensions are capped far below u32::MAX.
             let size = (layout.width as u32, layout.height as u32);
             let root = Raster(BitMapBackend::with_buffer(&mut rgb, size)).into_drawing_area();
-            let panels = self.panels.iter().zip(&layout.panels).zip(ranges);
-            for (i, ((panel, pos), range)) in panels.enumerate() {
-                let last = i + 1 == self.panels.len();
-                draw_panel(&root, panel, pos, layout.cell, range, last)?;
+            for ((panel, pos), range) in self.panels().zip(&layout.panels).zip(ranges) {
+                draw_panel(&root, panel, pos, layout.cell, range)?;
             }
             root.present().map_err(draw_err)?;
         }
@@ -351,7 +380,6 @@ fn draw_panel(
     pos: &PanelPos,
     cell: usize,
     range: (f32, f32),
-    last: bool,
 ) -> Result<(), PlotError> {
     // The layout keeps every coordinate far below i32::MAX.
     let px = |v: usize| v as i32;
@@ -363,7 +391,7 @@ fn draw_panel(
     let title = font::bold(TITLE_SIZE).color(&INK).pos(at(HPos::Left));
     root.draw(&Text::new(
         font::clean(&panel.title),
-        (px(HEAT_X), mid),
+        (px(pos.heat_x), mid),
         title,
     ))
     .map_err(draw_err)?;
@@ -396,9 +424,9 @@ fn draw_panel(
     // plotters maps it onto the first to the last pixel, one pixel fewer
     // than the cells take, and this way every cell gets `cell` pixels.
     let (heat_w, heat_h) = (panel.cols * cell, panel.rows * cell);
-    let x_label_h = X_LABEL_H + if last { X_DESC_H } else { 0 };
+    let x_label_h = X_LABEL_H + if pos.last { X_DESC_H } else { 0 };
     let area = root.clone().shrink(
-        (px(MARGIN), px(pos.heat_y)),
+        (px(pos.heat_x - Y_LABEL_W), px(pos.heat_y)),
         (px(Y_LABEL_W + heat_w), px(heat_h + x_label_h)),
     );
     let end = |n: usize| n as f64 - 0.5 - 1.0 / cell as f64;
@@ -429,7 +457,7 @@ fn draw_panel(
         .axis_desc_style(font::regular(LABEL_SIZE + 1.0).color(&INK))
         .axis_style(FRAME)
         .set_all_tick_mark_size(3);
-    if last {
+    if pos.last {
         mesh.x_desc("time step");
     }
     mesh.draw().map_err(draw_err)
@@ -483,7 +511,7 @@ mod tests {
     fn cell_centre(layout: &Layout, p: usize, row: usize, col: usize) -> (usize, usize) {
         let pos = layout.panels[p];
         (
-            HEAT_X + col * layout.cell + layout.cell / 2,
+            pos.heat_x + col * layout.cell + layout.cell / 2,
             pos.heat_y + row * layout.cell + layout.cell / 2,
         )
     }
@@ -570,6 +598,47 @@ mod tests {
         let bottom = p1.heat_y + 2 * layout.cell + X_LABEL_H;
         let desc = img.ink((0, img.width), (bottom, bottom + X_DESC_H));
         assert!(desc > 30, "x axis title expected, got {desc} pixels");
+    }
+
+    #[test]
+    fn a_rows_panels_stand_side_by_side_under_the_row_above() {
+        let fig = Figure::grid(vec![
+            vec![ramp_panel("inputs", 3, 10)],
+            vec![ramp_panel("head 0", 8, 10), ramp_panel("head 1", 5, 10)],
+        ]);
+        let layout = layout_of(&fig);
+        let [top, left, right] = [0, 1, 2].map(|p| layout.panels[p]);
+        assert_eq!(left.heat_y, right.heat_y, "one row, one height");
+        assert!(left.heat_y > top.heat_y + 3 * layout.cell);
+        assert!(right.heat_x > left.heat_x + 10 * layout.cell + Y_LABEL_W);
+        assert!(!top.last && left.last && right.last);
+        // The row is as tall as its tallest panel.
+        let expected_h =
+            2 * MARGIN + 2 * (TITLE_H + X_LABEL_H) + PANEL_GAP + X_DESC_H + (3 + 8) * DEFAULT_CELL;
+        assert_eq!(layout.height, expected_h);
+
+        // Each panel's cells are its own: the last cell of the right panel is its maximum,
+        // and its row labels stand between the two heatmaps.
+        let img = decode(&fig.render_png().unwrap());
+        assert_eq!((img.width, img.height), (layout.width, layout.height));
+        let (x, y) = cell_centre(&layout, 2, 4, 9);
+        assert_eq!(img.pixel(x, y), viridis(1.0));
+        let (x, y) = cell_centre(&layout, 1, 7, 9);
+        assert_eq!(img.pixel(x, y), viridis(1.0));
+        let labels = img.ink(
+            (right.heat_x - Y_LABEL_W + 2, right.heat_x - 4),
+            (right.heat_y, right.heat_y + 5 * layout.cell),
+        );
+        assert!(
+            labels > 20,
+            "row labels of the right panel, got {labels} pixels"
+        );
+    }
+
+    #[test]
+    fn an_empty_row_is_an_error() {
+        let fig = Figure::grid(vec![vec![ramp_panel("a", 2, 3)], vec![]]);
+        assert!(matches!(fig.render_png(), Err(PlotError::Empty { .. })));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! Two kinds of output:
 //!
-//! * **PNG heatmaps** ([`Figure`] of [`Panel`]s): vertically stacked
-//!   matrices in the style of the copy-task figures of Graves et al. (2014) —
-//!   inputs, targets, outputs, write and read weightings over time. Time runs
+//! * **PNG heatmaps** ([`Figure`] of [`Panel`]s): matrices in rows, in the
+//!   style of the copy-task figures of Graves et al. (2014) — inputs, targets,
+//!   outputs, write and read weightings over time, with the panels of a row
+//!   (one per head, say) side by side ([`Figure::grid`]). Time runs
 //!   left to right and rows (channels or memory locations) top to bottom,
 //!   with tick labels on both axes; values use the viridis colour map (dark
 //!   purple for low, yellow for high), and each panel's title sits beside a
