@@ -18,9 +18,16 @@ fn channels(title: &str, seq: &Sequence, mask: Option<&Sequence>) -> Panel {
     Panel::new(title, width, steps, values).with_range(0.0, 1.0)
 }
 
-/// Rows `[heads, N]` of batch element 0 at every step, one panel per head.
+/// Rows `[heads, N]` of batch element 0 at every step, one panel per head; with several heads
+/// the titles stay short ("write head 3"), as the panels stand side by side.
 fn weightings(kind: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>> {
-    over_time(&format!("{kind} weightings"), per_step)
+    let mut panels = over_time(&format!("{kind} weightings"), per_step)?;
+    if panels.len() > 1 {
+        for (h, panel) in panels.iter_mut().enumerate() {
+            panel.title = format!("{kind} head {h}");
+        }
+    }
+    Ok(panels)
 }
 
 /// `[B, heads, X]` (or `[B, X]`, one head) per step: batch element 0 over time, one panel per
