@@ -38,14 +38,15 @@ fn files_carry_the_papers_hyperparameters() {
     let get = |task: &str, model: &str| {
         all.iter().find(|e| e.task == task).unwrap().models[model].clone()
     };
-    // Graves et al. (2014), tables 1-3.
+    // Graves et al. (2014), tables 1-3; the priority-sort FF NTM departs to Adam at 1e-3 (its
+    // file gives the measured reason) and keeps the paper's sizes.
     let table = [
         ("copy", "ff-ntm", 100, 1, 1e-4),
         ("copy", "lstm", 256, 0, 3e-5),
         ("repeat-copy", "lstm", 512, 0, 3e-5),
         ("associative-recall", "ff-ntm", 256, 4, 1e-4),
         ("ngrams", "lstm-ntm", 100, 1, 3e-5),
-        ("priority-sort", "ff-ntm", 512, 8, 3e-5),
+        ("priority-sort", "ff-ntm", 512, 8, 1e-3),
         ("priority-sort", "lstm-ntm", 100, 5, 3e-5),
     ];
     for (task, model, size, heads, lr) in table {
