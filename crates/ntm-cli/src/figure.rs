@@ -18,21 +18,21 @@ fn channels(title: &str, seq: &Sequence, mask: Option<&Sequence>) -> Panel {
     Panel::new(title, width, steps, values).with_range(0.0, 1.0)
 }
 
-/// Rows `[heads, N]` of batch element 0 at every step, one panel per head; with several heads
-/// the titles stay short ("write head 3"), as the panels stand side by side.
+/// Rows `[heads, N]` of batch element 0 at every step, one panel per head: "write weightings"
+/// for one head, short titles ("write head 3") for several, as their panels stand side by side.
 fn weightings(kind: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>> {
-    let mut panels = over_time(&format!("{kind} weightings"), per_step)?;
-    if panels.len() > 1 {
-        for (h, panel) in panels.iter_mut().enumerate() {
-            panel.title = format!("{kind} head {h}");
-        }
-    }
-    Ok(panels)
+    over_time(per_step, |h, heads| match heads {
+        1 => format!("{kind} weightings"),
+        _ => format!("{kind} head {h}"),
+    })
 }
 
 /// `[B, heads, X]` (or `[B, X]`, one head) per step: batch element 0 over time, one panel per
-/// head, titled `title` (with the head's number when there are several).
-fn over_time(title: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>> {
+/// head, titled `title(head, heads)`.
+fn over_time(
+    per_step: &[Tensor],
+    title: impl Fn(usize, usize) -> String,
+) -> candle_core::Result<Vec<Panel>> {
     let per_step: Vec<Tensor> = per_step
         .iter()
         .map(|t| {
@@ -65,12 +65,7 @@ fn over_time(title: &str, per_step: &[Tensor]) -> candle_core::Result<Vec<Panel>
                     values[i * steps + t] = w[h * rows + i];
                 }
             }
-            let title = if heads == 1 && !title.ends_with("weightings") {
-                title.to_string()
-            } else {
-                format!("{title}, head {h}")
-            };
-            Panel::new(title, rows, steps, values).with_range(0.0, 1.0)
+            Panel::new(title(h, heads), rows, steps, values).with_range(0.0, 1.0)
         })
         .collect())
 }
@@ -128,7 +123,10 @@ pub fn sequence_figure(
             .filter_map(|t| t.extra.get(k).map(|(_, x)| x.clone()))
             .collect();
         match per_step.last().map(Tensor::rank) {
-            Some(2 | 3) => rows.push(over_time(name, &per_step)?),
+            Some(2 | 3) => rows.push(over_time(&per_step, |h, heads| match heads {
+                1 => name.clone(),
+                _ => format!("{name}, head {h}"),
+            })?),
             Some(4) => rows.push(last_matrices(name, &per_step[per_step.len() - 1])?),
             _ => {}
         }

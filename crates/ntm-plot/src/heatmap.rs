@@ -253,7 +253,7 @@ impl Figure {
 
     /// Validates every panel and returns their colour ranges.
     fn validate(&self) -> Result<Vec<(f32, f32)>, PlotError> {
-        if self.panels().next().is_none() || self.rows.iter().any(Vec::is_empty) {
+        if self.rows.is_empty() || self.rows.iter().any(Vec::is_empty) {
             return Err(PlotError::Empty {
                 what: "figure has no panels, or a row without panels".into(),
             });
@@ -268,7 +268,7 @@ impl Figure {
         // Per row: the cells across, and the pixels beside the cells.
         let across =
             |row: &Vec<Panel>| row.iter().fold(0usize, |acc, p| acc.saturating_add(p.cols));
-        let beside = |row: &Vec<Panel>| (HEAT_X - MARGIN + RIGHT_PAD) * row.len() + MARGIN;
+        let beside = |row: &Vec<Panel>| (Y_LABEL_W + RIGHT_PAD) * row.len() + MARGIN;
         let total_rows = self
             .rows
             .iter()

@@ -46,8 +46,8 @@ fn main() -> Result<(), Error> {
             let priority = batch.inputs.get(t, 0, width - 2);
             let weights: Vec<Vec<f32>> = step.write_weights.get(0)?.to_vec2()?;
             heads.resize(weights.len(), Vec::new());
+            rows = weights.first().map_or(0, Vec::len);
             for (h, w) in weights.iter().enumerate() {
-                rows = w.len();
                 heads[h].push((priority, peak(w)));
             }
         }
