@@ -15,6 +15,7 @@
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use multiversion::multiversion;
 use num_traits::Float;
 
 use crate::real::{c, dot, max_scaled, sum, transpose, zeros, Real};
@@ -142,6 +143,7 @@ impl<T> HeadCache<T> {
 
 /// Row norms `sqrt(sum_j M_ij^2 + eps^2)` of one batch element's column-major memory
 /// `[M * N]`.
+#[inline(always)]
 pub(crate) fn row_norms<T: Real>(mem: &[T], n: usize, m: usize) -> Vec<T> {
     let tiny = c::<T>(COSINE_EPS * COSINE_EPS);
     let mut sq = zeros::<T>(n);
@@ -155,11 +157,13 @@ pub(crate) fn row_norms<T: Real>(mem: &[T], n: usize, m: usize) -> Vec<T> {
 }
 
 /// Rotation of shift slot `k` (offset `k - r`), as a non-negative amount below `n`.
+#[inline(always)]
 fn rotation(k: usize, r: usize, n: usize) -> usize {
     (k + n - r % n) % n
 }
 
 /// `out[i] += scale * src[(i - t) mod n]`, as two contiguous runs.
+#[inline(always)]
 fn add_rotated<T: Float>(out: &mut [T], src: &[T], t: usize, scale: T) {
     let n = src.len();
     let (head, tail) = out.split_at_mut(t);
@@ -172,6 +176,7 @@ fn add_rotated<T: Float>(out: &mut [T], src: &[T], t: usize, scale: T) {
 }
 
 /// `sum_i a[i] b[(i - t) mod n]`.
+#[inline(always)]
 fn dot_rotated<T: Float>(a: &[T], b: &[T], t: usize) -> T {
     let n = b.len();
     dot(&a[t..], &b[..n - t]) + dot(&a[..t], &b[n - t..])
@@ -182,6 +187,7 @@ fn dot_rotated<T: Float>(a: &[T], b: &[T], t: usize) -> T {
 ///
 /// `mem` is one batch element's column-major memory `[M * N]` with its [`row_norms`], `par` the head's
 /// packed activated parameters `[M + S + 3]`, `prev` its previous weighting `[N]`.
+#[inline(always)]
 pub(crate) fn head_forward<T: Real>(
     d: Dims,
     mem: &[T],
@@ -262,6 +268,7 @@ pub(crate) fn head_forward<T: Real>(
 /// same memory), including the part that flows through the row norms, and writes `d_par` and
 /// `d_prev`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn head_backward<T: Real>(
     d: Dims,
     mem: &[T],
@@ -361,6 +368,7 @@ pub(crate) fn head_backward<T: Real>(
     d_par[m + 2 + s] = d_gamma;
 }
 
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn forward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T]) -> Vec<T> {
     let (n, m, p) = (d.n, d.m, d.p());
     let mem = transpose(mem, n, m);
@@ -389,6 +397,7 @@ struct Grads<T> {
     prev: Vec<T>,
 }
 
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn backward<T: Real>(d: Dims, mem: &[T], par: &[T], prev: &[T], grad: &[T]) -> Grads<T> {
     let (n, m, p) = (d.n, d.m, d.p());
     let mem = transpose(mem, n, m);

@@ -8,6 +8,7 @@
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use multiversion::multiversion;
 use num_traits::Float;
 
 use crate::real::{dot, zeros};
@@ -221,7 +222,7 @@ impl Sizes {
 }
 
 /// Appends row `i` of `L'` to `out`: `(1 - w[i] - w[j]) L[i, j] + w[i] p[j]`, zero at `j = i`.
-#[inline]
+#[inline(always)]
 fn push_row<T: Float>(i: usize, l_row: &[T], w: &[T], p: &[T], out: &mut Vec<T>) {
     let wi = w[i];
     let keep = T::one() - wi;
@@ -233,6 +234,7 @@ fn push_row<T: Float>(i: usize, l_row: &[T], w: &[T], p: &[T], out: &mut Vec<T>)
 /// One batch element's forward: `prev` its link state `[Wh*(N+1)*N]`, `w` `[Wh*N]`, `u`
 /// `[R*N]`; appends the new link state to `links` and adds the directional weightings to `dirs`
 /// (which must hold zeros).
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn forward_one<T: Float>(
     s: Sizes,
     prev: &[T],
@@ -268,6 +270,7 @@ fn forward_one<T: Float>(
 /// Gradients of one batch element: appends that of its link state to `g_links` and accumulates
 /// into `g_w` and `g_u`. `g_out` is the gradient of the new link state, `g_dirs` that of the
 /// directional weightings.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn backward_one<T: Float>(
     s: Sizes,
     (prev, w, u): (&[T], &[T], &[T]),

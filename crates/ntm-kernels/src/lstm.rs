@@ -8,6 +8,7 @@
 //! (libm's `tanhf` alone took a tenth of a training step at batch 32).
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use multiversion::multiversion;
 
 use crate::real::{sigmoid, Real};
 use crate::storage::elements;
@@ -32,6 +33,7 @@ pub fn lstm_cell(z: &Tensor, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)
 struct LstmCell;
 
 /// `tanh x = 2 sigmoid(2x) - 1`: one exponential, and exact to rounding of the result's scale.
+#[inline(always)]
 fn tanh<T: Real>(x: T) -> T {
     let two = T::one() + T::one();
     two * sigmoid(two * x) - T::one()
@@ -41,6 +43,7 @@ fn tanh<T: Real>(x: T) -> T {
 /// `i`, `f`, `g`, `o`, `tanh c'`.
 const PARTS: usize = 7;
 
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn forward<T: Real>(n: usize, z: &[T], c: &[T]) -> Vec<T> {
     let batch = c.len() / n;
     let mut out = vec![T::zero(); PARTS * batch * n];
@@ -78,6 +81,7 @@ fn forward<T: Real>(n: usize, z: &[T], c: &[T]) -> Vec<T> {
 /// `dz_g = dc'_total i (1 - g^2)`, `dz_f = dc'_total c f (1 - f)` and `dc = dc'_total f`.
 /// Reads the activations from the forward output `res`; gradients reaching the activation
 /// columns of the output are ignored (nothing downstream reads them).
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn backward<T: Real>(n: usize, c: &[T], res: &[T], grad: &[T]) -> (Vec<T>, Vec<T>) {
     let batch = c.len() / n;
     let (mut dz, mut dc) = (vec![T::zero(); 4 * n * batch], vec![T::zero(); n * batch]);

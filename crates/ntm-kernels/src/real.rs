@@ -18,11 +18,11 @@ pub(crate) trait Real: Float + WithDType {
 }
 
 impl Real for f64 {
-    #[inline]
+    #[inline(always)]
     fn exp_fast(self) -> Self {
         self.exp()
     }
-    #[inline]
+    #[inline(always)]
     fn ln_fast(self) -> Self {
         self.ln()
     }
@@ -31,7 +31,7 @@ impl Real for f64 {
 impl Real for f32 {
     // Range reduction `x = k ln 2 + r`, `|r| <= ln 2 / 2`, a degree-7 Taylor polynomial for
     // `e^r`, and `2^k` assembled in the exponent bits.
-    #[inline]
+    #[inline(always)]
     fn exp_fast(self) -> Self {
         const LOG2E: f32 = std::f32::consts::LOG2_E;
         const LN2_HI: f32 = 0.693_145_75;
@@ -51,7 +51,7 @@ impl Real for f32 {
 
     // `x = m 2^e` with `m` in `[sqrt(1/2), sqrt(2))`, then `ln m = 2 atanh(s)`,
     // `s = (m - 1) / (m + 1)`, as an odd series to `s^11`.
-    #[inline]
+    #[inline(always)]
     fn ln_fast(self) -> Self {
         let bits = self.to_bits();
         let mut e = ((bits >> 23) & 0xff) as i32 - 127;
@@ -85,7 +85,7 @@ const LANES: usize = 16;
 /// `sum_i a_i b_i` with [`LANES`] independent partial sums, so that the compiler can use SIMD
 /// and the additions do not wait on each other (a single running sum is a dependency chain it
 /// may not reorder).
-#[inline]
+#[inline(always)]
 pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -100,7 +100,7 @@ pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 }
 
 /// `sum_i a_i b_i c_i`, vectorised as [`dot`] is.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let (ca, cb, cc) = (
@@ -119,7 +119,7 @@ pub(crate) fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
 }
 
 /// The lanes summed pairwise, half against half.
-#[inline]
+#[inline(always)]
 fn sum_lanes<T: Float>(mut acc: [T; LANES]) -> T {
     let mut width = LANES;
     while width > 1 {
@@ -132,7 +132,7 @@ fn sum_lanes<T: Float>(mut acc: [T; LANES]) -> T {
 }
 
 /// `sum_i a_i` with four partial sums, vectorised as [`dot`] is.
-#[inline]
+#[inline(always)]
 pub(crate) fn sum<T: Float>(a: &[T]) -> T {
     let mut acc = [T::zero(); 4];
     let chunks = a.chunks_exact(4);
@@ -146,7 +146,7 @@ pub(crate) fn sum<T: Float>(a: &[T]) -> T {
 }
 
 /// The largest of `scale * a_i` (negative infinity for an empty slice), in four lanes.
-#[inline]
+#[inline(always)]
 pub(crate) fn max_scaled<T: Float>(a: &[T], scale: T) -> T {
     let mut acc = [T::neg_infinity(); 4];
     let chunks = a.chunks_exact(4);
@@ -170,7 +170,7 @@ pub(crate) fn max_scaled<T: Float>(a: &[T], scale: T) -> T {
 }
 
 /// `x` as a `T`.
-#[inline]
+#[inline(always)]
 pub(crate) fn c<T: Real>(x: f64) -> T {
     T::from_f64(x)
 }
@@ -191,7 +191,7 @@ pub(crate) fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize) -> Vec<T> 
 /// The logistic sigmoid `1 / (1 + e^-x)`: branch-free, so that loops of it vectorise, and
 /// finite everywhere (`exp_fast` clamps its argument in `f32`; in `f64` `e^-x` may overflow to
 /// infinity, which gives the correct limit 0).
-#[inline]
+#[inline(always)]
 pub(crate) fn sigmoid<T: Real>(x: T) -> T {
     T::one() / (T::one() + (-x).exp_fast())
 }
@@ -201,7 +201,7 @@ pub(crate) fn sigmoid<T: Real>(x: T) -> T {
 /// step, where speed does not matter); the LSTM cell, which computes hundreds per step in a loop
 /// that must vectorise, uses [`sigmoid`]. Changing either form changes the last bits of every
 /// training run, and with them which seeds of a task generalise.
-#[inline]
+#[inline(always)]
 pub(crate) fn sigmoid_exact<T: Float>(x: T) -> T {
     if x >= T::zero() {
         T::one() / (T::one() + (-x).exp())

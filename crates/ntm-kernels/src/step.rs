@@ -3,6 +3,7 @@
 //! [`tail`] op through which the reads leave that tensor.
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
+use multiversion::multiversion;
 use std::any::Any;
 use std::sync::Mutex;
 
@@ -235,6 +236,7 @@ impl StepDims {
     }
 }
 
+#[inline(always)]
 fn softplus<T: Float>(x: T) -> T {
     x.max(T::zero()) + (-x.abs()).exp().ln_1p()
 }
@@ -281,6 +283,7 @@ fn sections(d: StepDims) -> (Section, Section) {
 }
 
 /// Activated head parameters `[heads * (M + S + 3)]` from the raw interface `raw`.
+#[inline(always)]
 fn activate<T: Real>(d: StepDims, sec: Section, raw: &[T]) -> Vec<T> {
     let (m, s, p) = (d.m, d.s, d.p());
     let mut par = zeros::<T>(sec.heads * p);
@@ -307,6 +310,7 @@ fn activate<T: Real>(d: StepDims, sec: Section, raw: &[T]) -> Vec<T> {
 }
 
 /// Backward of [`activate`]: raw gradients from the activated ones, written into `d_raw`.
+#[inline(always)]
 fn activate_backward<T: Real>(
     d: StepDims,
     sec: Section,
@@ -332,6 +336,7 @@ fn activate_backward<T: Real>(
 }
 
 /// Erase (sigmoid) and add (tanh) vectors of the write heads, `[W * 2M]`, erase then add per head.
+#[inline(always)]
 fn erase_add<T: Real>(d: StepDims, write: Section, raw: &[T]) -> Vec<T> {
     let (m, base) = (d.m, write.end(d));
     let mut ea = zeros::<T>(d.w * 2 * m);
@@ -364,6 +369,7 @@ struct Forward<T> {
     read_caches: Vec<HeadCache<T>>,
 }
 
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn step_one<T: Real>(
     d: StepDims,
     mem: &[T],
@@ -438,6 +444,7 @@ struct StepGrads<'a, T> {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn step_one_backward<T: Real>(
     d: StepDims,
     f: &Forward<T>,

@@ -44,6 +44,7 @@ pub fn write(
 
 /// Multiplies the column-major memory `mem [M*N]` by the erase factors `1 - w_i e_j` of one
 /// head.
+#[inline(always)]
 fn apply_erase<T: Float>(mem: &mut [T], w: &[T], e: &[T]) {
     for (col, &ej) in mem.chunks_exact_mut(w.len()).zip(e) {
         for (x, &wi) in col.iter_mut().zip(w) {
@@ -54,6 +55,7 @@ fn apply_erase<T: Float>(mem: &mut [T], w: &[T], e: &[T]) {
 
 /// One batch element's write, in place on the column-major `mem [M*N]` (which holds the
 /// previous memory): `w [W*N]`, `ea [W*2M]` (erase then add per head).
+#[inline(always)]
 fn write_one<T: Float>(n: usize, m: usize, heads: usize, w: &[T], ea: &[T], mem: &mut [T]) {
     for h in 0..heads {
         apply_erase(mem, &w[h * n..(h + 1) * n], &ea[h * 2 * m..h * 2 * m + m]);
@@ -70,6 +72,7 @@ fn write_one<T: Float>(n: usize, m: usize, heads: usize, w: &[T], ea: &[T], mem:
 
 /// [`write_one`] that appends the written memory to `out` instead of working in place: one
 /// pass over the previous memory for a single write head.
+#[inline(always)]
 pub(crate) fn write_append<T: Float>(
     (n, m, heads): (usize, usize, usize),
     mem: &[T],
@@ -92,6 +95,7 @@ pub(crate) fn write_append<T: Float>(
 /// Backward of [`write_one`], in place: `g` holds the gradient of the written memory on entry
 /// and that of the previous memory on return; accumulates into `g_w` and `g_ea`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn write_one_backward<T: Float>(
     n: usize,
     m: usize,
@@ -140,6 +144,7 @@ pub(crate) fn write_one_backward<T: Float>(
 /// [`write_one_backward`] for one write head, in one pass over the memory:
 /// `M' = M (1 - w e) + w a`, so `dM = g (1 - w e)`, `de_j = -sum_i g_ij M_ij w_i`,
 /// `da_j = sum_i g_ij w_i` and `dw_i = sum_j g_ij (a_j - M_ij e_j)`.
+#[inline(always)]
 fn write_single_backward<T: Float>(
     m: usize,
     mem: &[T],
