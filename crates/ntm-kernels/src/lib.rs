@@ -2,8 +2,9 @@
 //! candle custom op with an analytic backward, and nothing else.
 //!
 //! It holds the whole addressing pipeline over a packed parameter tensor ([`address()`]), the
-//! multi-head erase-and-add write ([`write()`]), a whole NTM memory step over a flat state tensor
-//! ([`MemoryStep`]) with the [`tail`] op through which its reads leave that tensor, the temporal
+//! multi-head erase-and-add write ([`write()`]), a whole NTM memory step ([`MemoryStep`]) over a
+//! [`StepState`], whose memory passes from step to step beside candle's graph, with the
+//! [`tail`] op through which its reads leave the state's tensor, the temporal
 //! links of a DNC memory (link matrices, precedence, forward and backward weightings) over a
 //! flat link state ([`LinkStep`]), the LSTM cell update ([`lstm_cell`]), and the bias addition and clipping of the layers ([`add_bias`],
 //! [`clip`]). At the paper's sizes a step is tiny, and composed of candle operations it would be
@@ -67,7 +68,7 @@ pub use address::address;
 pub use links::LinkStep;
 pub use lstm::lstm_cell;
 pub use pointwise::{add_bias, clip};
-pub use step::{tail, MemoryStep};
+pub use step::{tail, MemoryStep, StepState};
 pub use write::write;
 
 /// Added to norms in the cosine similarity so that a zero row or key gives zero similarity.

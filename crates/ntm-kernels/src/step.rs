@@ -1,30 +1,29 @@
 //! A whole NTM memory step (interface activations, write-head addressing, erase and add,
-//! read-head addressing, reads) as a single graph node, over a flat state tensor; and the
-//! [`tail`] op through which the reads leave that tensor.
+//! read-head addressing, reads) as a single graph node, over a [`StepState`]; and the [`tail`]
+//! op through which the reads leave that state's tensor.
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
-use multiversion::multiversion;
 use std::any::Any;
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor, WithDType,
+};
+use multiversion::multiversion;
 use num_traits::Float;
 
 use crate::address::{head_backward, head_forward, row_norms, Dims, HeadCache};
-use crate::real::{dot, sigmoid_exact as sigmoid, zeros, Real};
+use crate::real::{dot, sigmoid_exact as sigmoid, transpose, zeros, Real};
 use crate::storage::{cpu_slice, slice, storage, tensor_vec};
 use crate::write::{write_append, write_one_backward};
 
-/// The fused NTM memory step, and the flat state tensor it runs on.
+/// The fused NTM memory step, and the [`StepState`] it runs on.
 ///
 /// The memory has `rows x width` cells, `write_heads` write heads and `read_heads` read heads,
-/// each moving by up to `shifts / 2` rows per step. A state for `B` sequences is one flat
-/// tensor holding the memory (stored `[B, M, N]`: each batch element's memory column-major, the
-/// layout the kernels run fastest on), the weightings `[B, W + R, N]` (write heads first) and
-/// the read vectors `[B, R * M]`, one after the other: one graph node per step instead of a
-/// node per piece. [`MemoryStep::pack`] builds a state from its parts and
-/// [`MemoryStep::memory`], [`MemoryStep::weights`] and [`MemoryStep::reads`] take it apart, so
-/// no caller needs to know the layout.
+/// each moving by up to `shifts / 2` rows per step. [`MemoryStep::pack`] builds a state from
+/// its parts and [`MemoryStep::memory`], [`MemoryStep::weights`] and [`MemoryStep::reads`] take
+/// it apart, so no caller needs to know its layout.
 ///
 /// The interface vector `[B, I]` is laid out by kind rather than by head: for the write heads,
 /// keys `[W*M]`, betas `[W]`, gates `[W]`, shifts `[W*S]`, gammas `[W]`, erase vectors `[W*M]`,
@@ -79,16 +78,18 @@ impl MemoryStep {
         self.dims().interface()
     }
 
-    /// Elements of the flat state for `batch` sequences.
+    /// Elements of a state's tensor ([`StepState::tensor`]) for `batch` sequences: the
+    /// weightings and the reads.
     pub fn state_size(&self, batch: usize) -> usize {
-        self.dims().parts(batch).iter().sum()
+        let [_, lw, lr] = self.dims().parts(batch);
+        lw + lr
     }
 
-    /// The batch size of a flat state.
-    fn batch_of(&self, state: &Tensor) -> candle_core::Result<usize> {
+    /// The batch size of a state.
+    fn batch_of(&self, state: &StepState) -> candle_core::Result<usize> {
         self.check()?;
         let per = self.state_size(1);
-        let len = state.dims1()?;
+        let len = state.small.dims1()?;
         if per == 0 || len % per != 0 {
             candle_core::bail!(
                 "fused memory step: a state of {len} elements, not a multiple of {per}"
@@ -97,14 +98,14 @@ impl MemoryStep {
         Ok(len / per)
     }
 
-    /// The flat state holding `memory` `[B, N, M]`, the weightings `[B, W + R, N]` (write heads
-    /// first) and the reads `[B, R * M]`.
+    /// The state holding `memory` `[B, N, M]`, the weightings `[B, W + R, N]` (write heads
+    /// first) and the reads `[B, R * M]`. CPU only, `f32` or `f64`.
     pub fn pack(
         &self,
         memory: &Tensor,
         weights: &Tensor,
         reads: &Tensor,
-    ) -> candle_core::Result<Tensor> {
+    ) -> candle_core::Result<StepState> {
         self.check()?;
         let d = self.dims();
         let b = memory.dim(0)?;
@@ -120,53 +121,57 @@ impl MemoryStep {
                 )
             }
         }
-        Tensor::cat(
+        let full = Tensor::cat(
             &[
                 memory.transpose(1, 2)?.flatten_all()?,
                 weights.flatten_all()?,
                 reads.flatten_all()?,
             ],
             0,
-        )
+        )?;
+        let cell = Arc::new(MemoryCell::default());
+        let enter = Enter {
+            cell: cell.clone(),
+            memory_len: b * d.n * d.m,
+        };
+        Ok(StepState {
+            small: full.contiguous()?.apply_op1(enter)?,
+            cell,
+        })
     }
 
-    /// The memory `[B, N, M]` of a flat state.
-    pub fn memory(&self, state: &Tensor) -> candle_core::Result<Tensor> {
+    /// The memory `[B, N, M]` of a state. Its gradient reaches the state's memory as every other
+    /// use of it does.
+    pub fn memory(&self, state: &StepState) -> candle_core::Result<Tensor> {
         let b = self.batch_of(state)?;
-        let [lm, ..] = self.dims().parts(b);
-        state
-            .narrow(0, 0, lm)?
-            .reshape((b, self.width, self.rows))?
-            .transpose(1, 2)?
-            .contiguous()
+        state.small.apply_op1(Leave {
+            cell: state.cell.clone(),
+            shape: (b, self.rows, self.width),
+        })
     }
 
-    /// The weightings `[B, W + R, N]` of a flat state: the write heads', then the read heads'.
-    pub fn weights(&self, state: &Tensor) -> candle_core::Result<Tensor> {
+    /// The weightings `[B, W + R, N]` of a state: the write heads', then the read heads'.
+    pub fn weights(&self, state: &StepState) -> candle_core::Result<Tensor> {
         let b = self.batch_of(state)?;
-        let [lm, lw, _] = self.dims().parts(b);
+        let [_, lw, _] = self.dims().parts(b);
         state
-            .narrow(0, lm, lw)?
+            .small
+            .narrow(0, 0, lw)?
             .reshape((b, self.write_heads + self.read_heads, self.rows))
     }
 
-    /// The read vectors `[B, R * M]` of a flat state (through [`tail`] where the kernels run).
-    pub fn reads(&self, state: &Tensor) -> candle_core::Result<Tensor> {
+    /// The read vectors `[B, R * M]` of a state.
+    pub fn reads(&self, state: &StepState) -> candle_core::Result<Tensor> {
         let b = self.batch_of(state)?;
-        let [lm, lw, lr] = self.dims().parts(b);
-        let reads = if crate::runs_on(state) {
-            tail(state, lr)?
-        } else {
-            state.narrow(0, lm + lw, lr)?
-        };
-        reads.reshape((b, self.read_heads * self.width))
+        let [_, _, lr] = self.dims().parts(b);
+        tail(&state.small, lr)?.reshape((b, self.read_heads * self.width))
     }
 
-    /// One step: the flat `state` and the raw `interface` `[B, I]` to the next flat state, as
-    /// one custom op that keeps its forward intermediates for its own backward pass. The
-    /// previous reads are not an input of the step (their gradient is zero). CPU only, `f32` or
-    /// `f64`; shapes that do not fit together are an error.
-    pub fn step(&self, state: &Tensor, interface: &Tensor) -> candle_core::Result<Tensor> {
+    /// One step: the `state` and the raw `interface` `[B, I]` to the next state, as one custom
+    /// op that keeps its forward intermediates for its own backward pass. The previous reads
+    /// are not an input of the step (their gradient is zero). CPU only, `f32` or `f64`; shapes
+    /// that do not fit together are an error.
+    pub fn step(&self, state: &StepState, interface: &Tensor) -> candle_core::Result<StepState> {
         let b = self.batch_of(state)?;
         if interface.dims() != [b, self.interface_size()] {
             candle_core::bail!(
@@ -175,9 +180,122 @@ impl MemoryStep {
                 self.interface_size()
             )
         }
-        state
+        let cell = Arc::new(MemoryCell::default());
+        let op = FusedStep {
+            dims: self.dims(),
+            input: state.cell.clone(),
+            output: cell.clone(),
+            saved: Mutex::new(None),
+        };
+        let small = state
+            .small
             .contiguous()?
-            .apply_op2(&interface.contiguous()?, FusedStep::new(self.dims()))
+            .apply_op2(&interface.contiguous()?, op)?;
+        Ok(StepState { small, cell })
+    }
+}
+
+/// A state of the fused memory step for `B` sequences: the weightings `[B, W + R, N]` (write
+/// heads first) and the read vectors `[B, R * M]` as one flat tensor in candle's graph, and the
+/// memory beside it.
+///
+/// The memory (stored `[B, M, N]`: each batch element's memory column-major, the layout the
+/// kernels run fastest on) does not pass through candle's graph from step to step: candle's
+/// backward pass gives every use of a tensor a zero-filled buffer of its size and an addition,
+/// and for the memory, used twice per step, that traffic was a large share of the training
+/// time. Its gradient goes from op to op instead, through the state's cell: every op that reads
+/// a state's memory (the next step, [`MemoryStep::memory`]) adds its gradient to the cell in
+/// its backward pass, and the op that made the state takes the sum in its own. That is exact
+/// because candle runs a node's backward only after the backward of every node that uses its
+/// output, the order its own sums of gradients rely on. [`StepState::detach`] gives the copy a
+/// cell of its own, so that nothing computed from it reaches the original.
+#[derive(Clone)]
+pub struct StepState {
+    small: Tensor,
+    cell: Arc<MemoryCell>,
+}
+
+impl StepState {
+    /// The part of the state in candle's graph: the weightings, then the reads, flat.
+    pub fn tensor(&self) -> &Tensor {
+        &self.small
+    }
+
+    /// The same state cut off from the graph: gradients of what is computed from it reach
+    /// neither this state nor anything it came from.
+    pub fn detach(&self) -> Self {
+        let cell = MemoryCell::default();
+        if let Some(memory) = self.cell.memory.get() {
+            // A fresh cell is unset, so this cannot fail.
+            let _ = cell.memory.set(memory.clone());
+        }
+        Self {
+            small: self.small.detach(),
+            cell: Arc::new(cell),
+        }
+    }
+}
+
+impl fmt::Debug for StepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepState")
+            .field("tensor", &self.small.shape())
+            .field("memory", &self.cell.memory.get().map(|m| m.shape().clone()))
+            .finish()
+    }
+}
+
+/// The memory of one state, and the sum of its gradients during a backward pass.
+#[derive(Default)]
+struct MemoryCell {
+    /// `[B * M * N]`, each batch element's memory column-major; set by the op that makes the
+    /// state.
+    memory: OnceLock<Tensor>,
+    /// The gradient of `memory` from the backward passes of the ops that used it so far, a
+    /// `Vec<T>` in the state's dtype; taken by the backward pass of the op that made it.
+    grad: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl MemoryCell {
+    fn memory(&self) -> candle_core::Result<&Tensor> {
+        match self.memory.get() {
+            Some(m) => Ok(m),
+            None => candle_core::bail!("fused memory step: a state without its memory"),
+        }
+    }
+
+    fn set_memory<T: WithDType>(&self, memory: Vec<T>) -> candle_core::Result<()> {
+        let len = memory.len();
+        // Set once, by the forward pass that made the state; a recomputation keeps the first.
+        let _ = self
+            .memory
+            .set(Tensor::from_vec(memory, len, &Device::Cpu)?);
+        Ok(())
+    }
+
+    /// Adds `g` to the gradient so far.
+    fn deposit<T: Real>(&self, g: Vec<T>) -> candle_core::Result<()> {
+        let mut slot = self.grad.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            None => *slot = Some(Box::new(g)),
+            Some(sum) => match sum.downcast_mut::<Vec<T>>() {
+                Some(sum) if sum.len() == g.len() => {
+                    sum.iter_mut().zip(&g).for_each(|(s, &x)| *s += x);
+                }
+                _ => candle_core::bail!("fused memory step: memory gradients that do not match"),
+            },
+        }
+        Ok(())
+    }
+
+    /// The gradient so far, `len` zeros if nothing used the memory; leaves the cell empty.
+    fn take<T: Real>(&self, len: usize) -> candle_core::Result<Vec<T>> {
+        let taken = self.grad.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken.map(|g| g.downcast::<Vec<T>>()) {
+            None => Ok(zeros::<T>(len)),
+            Some(Ok(g)) if g.len() == len => Ok(*g),
+            Some(_) => candle_core::bail!("fused memory step: a memory gradient of another size"),
+        }
     }
 }
 
@@ -540,34 +658,39 @@ fn step_one_backward<T: Real>(
     }
 }
 
-/// One NTM memory step: `(state, interface [B, I])` to the next state, where a state is the flat
-/// concatenation of the memory `[B*M*N]` (each element's column-major), the weightings `[B*(W+R)*N]` (write heads first) and
-/// the reads `[B*R*M]`. The previous reads are not an input of the step (their gradient is zero).
+/// One NTM memory step: `(state tensor, interface [B, I])` to the next state's tensor, where a
+/// state's tensor holds the weightings `[B*(W+R)*N]` (write heads first) and the reads
+/// `[B*R*M]`, and its memory `[B*M*N]` (each element's column-major) lives in the state's cell
+/// (see [`StepState`]). The previous reads are not an input of the step (their gradient is
+/// zero).
 ///
 /// Each application is a fresh op that keeps its forward intermediates for its own backward
 /// pass, so the backward recomputes nothing.
-pub(crate) struct FusedStep {
+struct FusedStep {
     dims: StepDims,
+    /// The cell of the state the step starts from: its memory is read, and its gradient added.
+    input: Arc<MemoryCell>,
+    /// The cell of the state the step makes: its memory is written, and its gradient taken.
+    output: Arc<MemoryCell>,
     saved: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl FusedStep {
-    pub(crate) fn new(dims: StepDims) -> Self {
-        Self {
-            dims,
-            saved: Mutex::new(None),
-        }
-    }
-
-    /// Runs the step for every batch element; returns the output and the intermediates the
-    /// backward pass needs.
-    fn forwards<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> (Vec<T>, Vec<Forward<T>>) {
+    /// Runs the step for every batch element; returns the written memory, the output tensor
+    /// (weightings, then reads) and the intermediates the backward pass needs.
+    fn forwards<T: Real>(
+        &self,
+        b: usize,
+        mem: &[T],
+        prev: &[T],
+        raw: &[T],
+    ) -> (Vec<T>, Vec<T>, Vec<Forward<T>>) {
         let d = self.dims;
         let [lm, lw, lr] = d.parts(b);
-        let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
-        let mut out = Vec::with_capacity(lm + lw + lr);
-        let (mut weights, mut reads) = (zeros::<T>(lw), zeros::<T>(lr));
+        let mut written = Vec::with_capacity(lm);
+        let mut out = zeros::<T>(lw + lr);
+        let (weights, reads) = out.split_at_mut(lw);
         let saved = weights
             .chunks_exact_mut(nw)
             .zip(reads.chunks_exact_mut(nr))
@@ -579,22 +702,31 @@ impl FusedStep {
                     &raw[i * ni..(i + 1) * ni],
                     &prev[i * nw..(i + 1) * nw],
                     StepOut {
-                        written: &mut out,
+                        written: &mut written,
                         weights,
                         reads,
                     },
                 )
             })
             .collect();
-        out.extend_from_slice(&weights);
-        out.extend_from_slice(&reads);
-        (out, saved)
+        (written, out, saved)
     }
 
-    fn forward<T: Real>(&self, b: usize, state: &[T], raw: &[T]) -> Vec<T> {
-        let (out, saved) = self.forwards(b, state, raw);
+    fn forward<T: Real>(&self, b: usize, prev: &[T], raw: &[T]) -> candle_core::Result<Vec<T>> {
+        let memory = self.input.memory()?;
+        let (s_mem, l_mem) = memory.storage_and_layout();
+        let mem = cpu_slice::<T>(&s_mem, l_mem)?;
+        let lm = self.dims.parts(b)[0];
+        if mem.len() != lm {
+            candle_core::bail!(
+                "fused memory step: a memory of {} elements for {lm}",
+                mem.len()
+            )
+        }
+        let (written, out, saved) = self.forwards(b, mem, &prev[..self.dims.parts(b)[1]], raw);
+        self.output.set_memory(written)?;
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
-        out
+        Ok(out)
     }
 
     fn backward<T: Real>(
@@ -604,57 +736,56 @@ impl FusedStep {
         let d = self.dims;
         let b = t[1].dim(0)?;
         let grad = t[3].contiguous()?;
-        let (s_state, l_state) = t[0].storage_and_layout();
+        let (memory, written) = (self.input.memory()?, self.output.memory()?);
+        let (s_mem, l_mem) = memory.storage_and_layout();
+        let (s_written, l_written) = written.storage_and_layout();
+        let (s_prev, l_prev) = t[0].storage_and_layout();
         let (s_raw, l_raw) = t[1].storage_and_layout();
         let (s_res, l_res) = t[2].storage_and_layout();
         let (s_grad, l_grad) = grad.storage_and_layout();
-        let (state, raw, res, grad) = (
-            cpu_slice::<T>(&s_state, l_state)?,
+        let (mem, written, prev, raw, res, grad) = (
+            cpu_slice::<T>(&s_mem, l_mem)?,
+            cpu_slice::<T>(&s_written, l_written)?,
+            cpu_slice::<T>(&s_prev, l_prev)?,
             cpu_slice::<T>(&s_raw, l_raw)?,
             cpu_slice::<T>(&s_res, l_res)?,
             cpu_slice::<T>(&s_grad, l_grad)?,
         );
         let [lm, lw, _] = d.parts(b);
-        let (mem, prev) = (&state[..lm], &state[lm..lm + lw]);
         let (nm, nw, nr, ni) = (d.n * d.m, (d.w + d.r) * d.n, d.r * d.m, d.interface());
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).take();
         let forwards: Vec<Forward<T>> =
             match saved.and_then(|s| s.downcast::<Vec<Forward<T>>>().ok()) {
                 Some(f) if f.len() == b => *f,
                 // Not saved (the op was applied again): recompute; the output is `res`.
-                _ => self.forwards(b, state, raw).1,
+                _ => self.forwards(b, mem, &prev[..lw], raw).2,
             };
-        let mut g_state = Vec::with_capacity(state.len());
-        let (mut g_prev, mut g_raw) = (zeros::<T>(lw), zeros::<T>(raw.len()));
+        // The gradient of the written memory from every use of it; the step's backward turns
+        // each element's part into that of the previous memory in place.
+        let mut g_mem = self.output.take::<T>(lm)?;
+        let mut g_prev = zeros::<T>(prev.len());
+        let mut g_raw = zeros::<T>(raw.len());
         for (i, f) in forwards.iter().enumerate() {
-            // Each element's memory gradient starts as that of its written memory (see
-            // step_one_backward), appended just before use.
-            g_state.extend_from_slice(&grad[i * nm..(i + 1) * nm]);
             step_one_backward(
                 d,
                 f,
-                (
-                    &res[i * nm..(i + 1) * nm],
-                    &res[lm + i * nw..lm + (i + 1) * nw],
-                ),
+                (&written[i * nm..(i + 1) * nm], &res[i * nw..(i + 1) * nw]),
                 &mem[i * nm..(i + 1) * nm],
                 &raw[i * ni..(i + 1) * ni],
                 &prev[i * nw..(i + 1) * nw],
-                &grad[lm + i * nw..lm + (i + 1) * nw],
-                &grad[lm + lw + i * nr..lm + lw + (i + 1) * nr],
+                &grad[i * nw..(i + 1) * nw],
+                &grad[lw + i * nr..lw + (i + 1) * nr],
                 StepGrads {
-                    memory: &mut g_state[i * nm..(i + 1) * nm],
+                    memory: &mut g_mem[i * nm..(i + 1) * nm],
                     interface: &mut g_raw[i * ni..(i + 1) * ni],
                     weights: &mut g_prev[i * nw..(i + 1) * nw],
                 },
             );
         }
-        g_state.extend_from_slice(&g_prev);
-        // The previous reads are not an input of the step.
-        g_state.resize(state.len(), T::zero());
+        self.input.deposit(g_mem)?;
         let dev = t[0].device();
         Ok((
-            Some(Tensor::from_vec(g_state, t[0].shape(), dev)?),
+            Some(Tensor::from_vec(g_prev, t[0].shape(), dev)?),
             Some(Tensor::from_vec(g_raw, t[1].shape(), dev)?),
         ))
     }
@@ -679,7 +810,8 @@ impl CustomOp2 for FusedStep {
                 self.dims.interface()
             )
         }
-        let total: usize = self.dims.parts(b).iter().sum();
+        let [_, lw, lr] = self.dims.parts(b);
+        let total = lw + lr;
         if l1.shape().elem_count() != total {
             candle_core::bail!(
                 "fused memory step: state has {} elements, expected {total}",
@@ -687,8 +819,12 @@ impl CustomOp2 for FusedStep {
             )
         }
         let out = match s1 {
-            CpuStorage::F32(_) => storage(self.forward::<f32>(b, slice(s1, l1)?, slice(s2, l2)?)),
-            CpuStorage::F64(_) => storage(self.forward::<f64>(b, slice(s1, l1)?, slice(s2, l2)?)),
+            CpuStorage::F32(_) => {
+                storage(self.forward::<f32>(b, slice(s1, l1)?, slice(s2, l2)?)?)
+            }
+            CpuStorage::F64(_) => {
+                storage(self.forward::<f64>(b, slice(s1, l1)?, slice(s2, l2)?)?)
+            }
             _ => candle_core::bail!("fused memory step: only f32 and f64 are supported"),
         };
         Ok((out, Shape::from(total)))
@@ -705,6 +841,102 @@ impl CustomOp2 for FusedStep {
         match state.dtype() {
             DType::F32 => self.backward::<f32>(t),
             DType::F64 => self.backward::<f64>(t),
+            dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
+        }
+    }
+}
+
+/// Where a state starts: a whole state flat (its memory `[B*M*N]`, each element's
+/// column-major, then its weightings and reads) to the state's tensor, the memory going to the
+/// state's cell. The backward joins the memory's gradient from the cell with the tensor's.
+struct Enter {
+    cell: Arc<MemoryCell>,
+    memory_len: usize,
+}
+
+impl Enter {
+    fn forward<T: Real>(&self, all: &[T]) -> candle_core::Result<Vec<T>> {
+        if all.len() < self.memory_len {
+            candle_core::bail!("fused memory step: a state of {} elements", all.len())
+        }
+        let (memory, rest) = all.split_at(self.memory_len);
+        self.cell.set_memory(memory.to_vec())?;
+        Ok(rest.to_vec())
+    }
+
+    fn backward<T: Real>(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let mut g = self.cell.take::<T>(self.memory_len)?;
+        g.extend_from_slice(&tensor_vec::<T>(grad)?);
+        Tensor::from_vec(g, x.shape(), x.device())
+    }
+}
+
+impl CustomOp1 for Enter {
+    fn name(&self) -> &'static str {
+        "ntm-memory-state"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(_) => storage(self.forward(slice::<f32>(s, l)?)?),
+            CpuStorage::F64(_) => storage(self.forward(slice::<f64>(s, l)?)?),
+            _ => candle_core::bail!("fused memory step: only f32 and f64 are supported"),
+        };
+        let len = l.shape().elem_count() - self.memory_len;
+        Ok((out, Shape::from(len)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, grad).map(Some),
+            DType::F64 => self.backward::<f64>(x, grad).map(Some),
+            dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
+        }
+    }
+}
+
+/// A state's memory as a tensor `[B, N, M]`, applied to the state's tensor (so that candle
+/// orders its backward before that of the op that made the state). The backward adds the
+/// memory's gradient to the cell and gives the state's tensor none.
+struct Leave {
+    cell: Arc<MemoryCell>,
+    shape: (usize, usize, usize),
+}
+
+impl Leave {
+    fn forward<T: Real>(&self) -> candle_core::Result<Vec<T>> {
+        let (_, n, m) = self.shape;
+        let memory = self.cell.memory()?;
+        let (s, l) = memory.storage_and_layout();
+        Ok(transpose(cpu_slice::<T>(&s, l)?, m, n))
+    }
+
+    fn backward<T: Real>(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, n, m) = self.shape;
+        self.cell
+            .deposit(transpose(&tensor_vec::<T>(grad)?, n, m))?;
+        x.zeros_like()
+    }
+}
+
+impl CustomOp1 for Leave {
+    fn name(&self) -> &'static str {
+        "ntm-memory-of-state"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(_) => storage(self.forward::<f32>()?),
+            CpuStorage::F64(_) => storage(self.forward::<f64>()?),
+            _ => candle_core::bail!("fused memory step: only f32 and f64 are supported"),
+        };
+        Ok((out, Shape::from(self.shape)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, grad).map(Some),
+            DType::F64 => self.backward::<f64>(x, grad).map(Some),
             dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
         }
     }
@@ -783,16 +1015,32 @@ mod tests {
 
     #[test]
     fn bad_step_sizes_are_errors() {
-        let state = Tensor::zeros(100, DType::F32, &Device::Cpu).unwrap();
+        let zeros = |dims: &[usize]| Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
+        let good = MemoryStep {
+            rows: 4,
+            width: 2,
+            read_heads: 1,
+            write_heads: 1,
+            shifts: 1,
+        };
+        let state = good
+            .pack(&zeros(&[1, 4, 2]), &zeros(&[1, 2, 4]), &zeros(&[1, 2]))
+            .unwrap();
+        assert!(good.memory(&state).is_ok());
         for (rows, width, shifts) in [(0, 2, 1), (4, 0, 1), (4, 2, 2), (2, 2, 3)] {
             let step = MemoryStep {
                 rows,
                 width,
-                read_heads: 1,
-                write_heads: 1,
                 shifts,
+                ..good
             };
             assert!(step.memory(&state).is_err(), "{step:?}");
+            let packed = step.pack(
+                &zeros(&[1, rows, width]),
+                &zeros(&[1, 2, rows]),
+                &zeros(&[1, width]),
+            );
+            assert!(packed.is_err(), "{step:?}");
         }
     }
 }

@@ -253,14 +253,26 @@ fn a_packed_state_comes_apart_into_its_parts() {
     let weights = values(&[2, 4, 6], 21, 1.0);
     let reads = values(&[2, 6], 22, 1.0);
     let state = step.pack(&memory, &weights, &reads).unwrap();
-    assert_eq!(state.dims(), &[step.state_size(2)]);
+    assert_eq!(state.tensor().dims(), &[step.state_size(2)]);
     assert_eq!(max_diff(&step.memory(&state).unwrap(), &memory), 0.0);
     assert_eq!(max_diff(&step.weights(&state).unwrap(), &weights), 0.0);
     assert_eq!(max_diff(&step.reads(&state).unwrap(), &reads), 0.0);
     assert!(step
         .pack(&memory, &weights, &values(&[2, 5], 23, 1.0))
         .is_err());
-    assert!(step.memory(&state.narrow(0, 1, 50).unwrap()).is_err());
+    // A state of other sizes does not fit.
+    let other = MemoryStep { rows: 5, ..step };
+    let odd = other
+        .pack(
+            &values(&[2, 5, 3], 24, 1.0),
+            &values(&[2, 4, 5], 25, 1.0),
+            &reads,
+        )
+        .unwrap();
+    assert!(step.memory(&odd).is_err());
+    assert!(step
+        .step(&odd, &values(&[2, step.interface_size()], 26, 1.0))
+        .is_err());
 }
 
 #[test]
@@ -298,4 +310,52 @@ fn a_memory_step_gives_distributions_and_rejects_a_wrong_interface() {
     assert!(max_diff(&reads, &step.reads(&next).unwrap()) < 1e-12);
     let wide = values(&[2, step.interface_size() + 1], 33, 1.0);
     assert!(step.step(&state, &wide).is_err());
+}
+
+#[test]
+fn a_detached_state_passes_no_gradient_back() {
+    let step = step_sizes();
+    let memory = var(&[2, 6, 3], 40);
+    let uniform = Tensor::full(1.0 / 6.0, (2, 4, 6), &Device::Cpu).unwrap();
+    let start = step
+        .pack(memory.as_tensor(), &uniform, &values(&[2, 6], 41, 1.0))
+        .unwrap();
+    let (x1, x2) = (
+        var(&[2, step.interface_size()], 42),
+        var(&[2, step.interface_size()], 43),
+    );
+    let s1 = step.step(&start, x1.as_tensor()).unwrap();
+    let loss = |s: &ntm_kernels::StepState| {
+        let next = step.step(s, x2.as_tensor()).unwrap();
+        let memory = step
+            .memory(&next)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        (memory + step.reads(&next).unwrap().sum_all().unwrap()).unwrap()
+    };
+    let (through, beside) = (loss(&s1), loss(&s1.detach()));
+    assert_eq!(
+        through.to_scalar::<f64>().unwrap(),
+        beside.to_scalar::<f64>().unwrap()
+    );
+
+    let g_through = through.backward().unwrap();
+    // From the detached state the gradient reaches the last step's interface only.
+    let g = beside.backward().unwrap();
+    assert!(g.get(memory.as_tensor()).is_none());
+    assert!(g.get(x1.as_tensor()).is_none());
+    assert!(g.get(x2.as_tensor()).is_some());
+
+    // Beside the attached path it changes nothing before the detached state, and leaves
+    // nothing behind for a later pass.
+    let g_both = (&through + &beside).unwrap().backward().unwrap();
+    for v in [&memory, &x1] {
+        let (a, b) = (g_through.get(v.as_tensor()), g_both.get(v.as_tensor()));
+        assert_eq!(max_diff(a.unwrap(), b.unwrap()), 0.0);
+    }
+    let twice = (g_through.get(x2.as_tensor()).unwrap() * 2.0).unwrap();
+    assert!(max_diff(g_both.get(x2.as_tensor()).unwrap(), &twice) < 1e-12);
 }

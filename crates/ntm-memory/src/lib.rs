@@ -30,7 +30,7 @@ use candle_core::Tensor;
 mod registry;
 
 use ntm_addressing::{address_unfused, softmax, AddressingError, HeadParams};
-use ntm_kernels::MemoryStep;
+use ntm_kernels::{MemoryStep, StepState};
 use ntm_params::{sigmoid, softplus, Init, Params, ParamsError};
 pub use registry::{BoxedMemory, BoxedMemoryState, MemoryConfig, MemoryKind, MemoryRegistry};
 use serde::{Deserialize, Serialize};
@@ -189,9 +189,10 @@ impl NtmMemoryConfig {
 /// `[B, N, M]`, the weightings `[B, W + R, N]` (write heads first) and the read vectors
 /// `[B, R * M]`.
 ///
-/// A state comes in the form of the path that made it. The fused step keeps everything in one
-/// flat tensor in the layout of its kernel (one graph node per step instead of a node per
-/// piece); the reference step keeps the three tensors as they are. The accessors give the same
+/// A state comes in the form of the path that made it. The fused step keeps its kernel's
+/// [`StepState`] (the weightings and reads as one tensor, one graph node per step instead of a
+/// node per piece, and the memory beside candle's graph); the reference step keeps the three
+/// tensors as they are. The accessors give the same
 /// shapes for both, and [`Memory::step`] takes either: when the kernels are switched on or off
 /// in the middle of an episode ([`ntm_kernels::set_enabled`]), it converts the state once.
 #[derive(Debug, Clone)]
@@ -205,14 +206,14 @@ pub struct NtmMemoryState {
 /// The two forms of an [`NtmMemoryState`].
 #[derive(Debug, Clone)]
 enum Form {
-    /// The fused step's flat tensor ([`ntm_kernels::MemoryStep`] knows its layout).
-    Flat(Tensor),
+    /// The fused step's state ([`ntm_kernels::MemoryStep`] knows its layout).
+    Flat(StepState),
     /// Memory `[B, N, M]` and weightings `[B, W + R, N]`, as the reference step uses them.
     Parts { memory: Tensor, weights: Tensor },
 }
 
 impl NtmMemoryState {
-    fn from_flat(flat: Tensor, kernel: MemoryStep, batch: usize) -> Result<Self> {
+    fn from_flat(flat: StepState, kernel: MemoryStep, batch: usize) -> Result<Self> {
         Ok(Self {
             reads: kernel.reads(&flat)?,
             form: Form::Flat(flat),
@@ -230,8 +231,8 @@ impl NtmMemoryState {
         }
     }
 
-    /// The state as the fused step's flat tensor.
-    fn to_flat(&self) -> Result<Tensor> {
+    /// The state as the fused step's.
+    fn to_flat(&self) -> Result<StepState> {
         match &self.form {
             Form::Flat(flat) => Ok(flat.clone()),
             Form::Parts { memory, weights } => {

@@ -2,7 +2,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ntm_addressing::gradcheck::check_gradients;
-use ntm_memory::{read, write, Memory, MemoryError, MemoryInit, NtmMemory, NtmMemoryConfig};
+use ntm_memory::{
+    read, write, Memory, MemoryError, MemoryInit, NtmMemory, NtmMemoryConfig, NtmMemoryState,
+};
 use ntm_params::Params;
 use proptest::prelude::*;
 
@@ -385,17 +387,20 @@ fn assert_steps_agree(config: &NtmMemoryConfig) -> (NtmMemory, Var, Vec<Var>) {
     let interface = var(&[2, memory.interface_size()], 17);
     let mut vars: Vec<Var> = params.named_vars().into_iter().map(|(_, v)| v).collect();
     vars.push(interface.clone());
-    let rows = config.rows;
-    let heads = config.write_heads;
-
     let fused = three_steps(&memory, &interface, |m, x, s| m.step(x, s)).unwrap();
     let unfused = three_steps(&memory, &interface, |m, x, s| m.step_unfused(x, s)).unwrap();
+    let label = format!("{} rows, {} write heads", config.rows, config.write_heads);
+    assert_same_values_and_gradients(&fused, &unfused, &vars, &label);
+    (memory, interface, vars)
+}
+
+/// `fused` and `unfused` have the same value, and the same gradient for each of `vars`.
+fn assert_same_values_and_gradients(fused: &Tensor, unfused: &Tensor, vars: &[Var], label: &str) {
     let (a, b): (f64, f64) = (fused.to_scalar().unwrap(), unfused.to_scalar().unwrap());
     assert!(
         (a - b).abs() < 1e-10 * a.abs().max(1.0),
-        "{rows} rows: {a} vs {b}"
+        "{label}: {a} vs {b}"
     );
-
     let (gf, gu) = (fused.backward().unwrap(), unfused.backward().unwrap());
     for (i, v) in vars.iter().enumerate() {
         let (a, b) = match (gf.get(v.as_tensor()), gu.get(v.as_tensor())) {
@@ -418,10 +423,65 @@ fn assert_steps_agree(config: &NtmMemoryConfig) -> (NtmMemory, Var, Vec<Var>) {
             .unwrap();
         assert!(
             d < 1e-9 * scale.max(1.0) && !d.is_nan(),
-            "{rows} rows, {heads} write heads, var {i}: gradient difference {d}"
+            "{label}, var {i}: gradient difference {d}"
         );
     }
-    (memory, interface, vars)
+}
+
+/// The fused step passes the memory's gradient from op to op beside candle's graph; every
+/// shape of graph must still get candle's gradients: a state stepped twice, the memory of a
+/// state in the middle, a loss that ignores the last steps, a second backward pass.
+#[test]
+fn the_fused_memory_gradient_follows_any_graph() {
+    let config = NtmMemoryConfig {
+        rows: 9,
+        width: 4,
+        read_heads: 2,
+        write_heads: 1,
+        init: MemoryInit::Learned,
+        ..Default::default()
+    };
+    let params = Params::new(5, DType::F64, &Device::Cpu);
+    let memory = NtmMemory::new(&params.pp("memory"), &config).unwrap();
+    let x: Vec<Var> = (0..3)
+        .map(|k| var(&[2, memory.interface_size()], 40 + k))
+        .collect();
+    let mut vars: Vec<Var> = params.named_vars().into_iter().map(|(_, v)| v).collect();
+    vars.extend(x.iter().cloned());
+    type Step<'a> = &'a dyn Fn(&Tensor, &NtmMemoryState) -> Result<NtmMemoryState, MemoryError>;
+    type Graph<'a> = &'a dyn Fn(Step<'_>) -> Tensor;
+    let graphs: [(&str, Graph<'_>); 3] = [
+        ("one state stepped twice", &|step| {
+            let s1 = step(x[0].as_tensor(), &memory.initial_state(2).unwrap()).unwrap();
+            let a = step(x[1].as_tensor(), &s1).unwrap();
+            let b = step(x[2].as_tensor(), &s1).unwrap();
+            (a.memory().unwrap().sum_all().unwrap() * 0.7
+                + b.memory().unwrap().sqr().unwrap().sum_all().unwrap())
+            .unwrap()
+        }),
+        ("the memory of a middle state", &|step| {
+            let s1 = step(x[0].as_tensor(), &memory.initial_state(2).unwrap()).unwrap();
+            let s2 = step(x[1].as_tensor(), &s1).unwrap();
+            let s3 = step(x[2].as_tensor(), &s2).unwrap();
+            let middle = s1.memory().unwrap().sqr().unwrap().sum_all().unwrap();
+            (middle + memory.reads(&s3).sum_all().unwrap()).unwrap()
+        }),
+        ("a loss that ignores the last steps", &|step| {
+            let s1 = step(x[0].as_tensor(), &memory.initial_state(2).unwrap()).unwrap();
+            let s2 = step(x[1].as_tensor(), &s1).unwrap();
+            let _ignored = step(x[2].as_tensor(), &s2).unwrap();
+            (memory.reads(&s2).sqr().unwrap().sum_all().unwrap()
+                + s2.memory().unwrap().sum_all().unwrap())
+            .unwrap()
+        }),
+    ];
+    for (label, graph) in graphs {
+        let fused = graph(&|x, s| memory.step(x, s));
+        let unfused = graph(&|x, s| memory.step_unfused(x, s));
+        assert_same_values_and_gradients(&fused, &unfused, &vars, label);
+        // A second pass over the same graph finds nothing left over from the first.
+        assert_same_values_and_gradients(&fused, &unfused, &vars, &format!("{label}, again"));
+    }
 }
 
 #[test]
