@@ -119,7 +119,12 @@ pub(crate) fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
 }
 
 /// The lanes summed pairwise, half against half.
-#[inline(always)]
+///
+/// Never inlined: inlined, LLVM's SLP vectoriser sees this tree together with the lane loop of
+/// [`dot`] and [`dot3`] and builds both from two-wide vectors, where alone the lane loop becomes
+/// whole registers (eight-wide with AVX2): 2.5 times faster over 128 numbers, with the same
+/// operations in the same order.
+#[inline(never)]
 fn sum_lanes<T: Float>(mut acc: [T; LANES]) -> T {
     let mut width = LANES;
     while width > 1 {
