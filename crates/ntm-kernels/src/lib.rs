@@ -4,10 +4,10 @@
 //! It holds the whole addressing pipeline over a packed parameter tensor ([`address()`]), the
 //! multi-head erase-and-add write ([`write()`]), a whole NTM memory step ([`MemoryStep`]) over a
 //! [`StepState`], whose memory passes from step to step beside candle's graph, with the
-//! [`tail`] op through which its reads leave the state's tensor, the temporal
-//! links of a DNC memory (link matrices, precedence, forward and backward weightings) over a
-//! flat link state ([`LinkStep`]), the LSTM cell update ([`lstm_cell`]), and the bias addition and clipping of the layers ([`add_bias`],
-//! [`clip`]). At the paper's sizes a step is tiny, and composed of candle operations it would be
+//! [`tail`] op through which its reads leave the state's tensor, the temporal links of a DNC
+//! memory (link matrices, precedence, forward and backward weightings) over a flat link state
+//! ([`LinkStep`]), the LSTM cell update ([`lstm_cell`]), and the bias addition and clipping of
+//! the layers ([`add_bias`], [`clip`]). At the paper's sizes a step is tiny, and composed of candle operations it would be
 //! about two hundred graph nodes whose per-node overhead dominates; these ops make it a handful.
 //!
 //! The domain crates wrap it: `ntm-addressing`, `ntm-memory`, `ntm-dnc`, `ntm-controller` and

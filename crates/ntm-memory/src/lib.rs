@@ -192,9 +192,9 @@ impl NtmMemoryConfig {
 /// A state comes in the form of the path that made it. The fused step keeps its kernel's
 /// [`StepState`] (the weightings and reads as one tensor, one graph node per step instead of a
 /// node per piece, and the memory beside candle's graph); the reference step keeps the three
-/// tensors as they are. The accessors give the same
-/// shapes for both, and [`Memory::step`] takes either: when the kernels are switched on or off
-/// in the middle of an episode ([`ntm_kernels::set_enabled`]), it converts the state once.
+/// tensors as they are. The accessors give the same shapes for both, and [`Memory::step`] takes
+/// either: when the kernels are switched on or off in the middle of an episode
+/// ([`ntm_kernels::set_enabled`]), it converts the state once.
 #[derive(Debug, Clone)]
 pub struct NtmMemoryState {
     form: Form,
