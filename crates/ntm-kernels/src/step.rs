@@ -121,21 +121,14 @@ impl MemoryStep {
                 )
             }
         }
-        let full = Tensor::cat(
-            &[
-                memory.transpose(1, 2)?.flatten_all()?,
-                weights.flatten_all()?,
-                reads.flatten_all()?,
-            ],
-            0,
-        )?;
+        let memory = memory.transpose(1, 2)?.flatten_all()?.contiguous()?;
+        let small = Tensor::cat(&[weights.flatten_all()?, reads.flatten_all()?], 0)?;
         let cell = Arc::new(MemoryCell::default());
-        let enter = Enter {
-            cell: cell.clone(),
-            memory_len: b * d.n * d.m,
-        };
+        // The cell shares the memory's storage; a fresh cell is unset, so this cannot fail.
+        let _ = cell.memory.set(memory.detach());
+        let enter = Enter { cell: cell.clone() };
         Ok(StepState {
-            small: full.contiguous()?.apply_op1(enter)?,
+            small: memory.apply_op2(&small.contiguous()?, enter)?,
             cell,
         })
     }
@@ -716,14 +709,14 @@ impl FusedStep {
         let memory = self.input.memory()?;
         let (s_mem, l_mem) = memory.storage_and_layout();
         let mem = cpu_slice::<T>(&s_mem, l_mem)?;
-        let lm = self.dims.parts(b)[0];
+        let [lm, lw, _] = self.dims.parts(b);
         if mem.len() != lm {
             candle_core::bail!(
                 "fused memory step: a memory of {} elements for {lm}",
                 mem.len()
             )
         }
-        let (written, out, saved) = self.forwards(b, mem, &prev[..self.dims.parts(b)[1]], raw);
+        let (written, out, saved) = self.forwards(b, mem, &prev[..lw], raw);
         self.output.set_memory(written)?;
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         Ok(out)
@@ -846,52 +839,48 @@ impl CustomOp2 for FusedStep {
     }
 }
 
-/// Where a state starts: a whole state flat (its memory `[B*M*N]`, each element's
-/// column-major, then its weightings and reads) to the state's tensor, the memory going to the
-/// state's cell. The backward joins the memory's gradient from the cell with the tensor's.
+/// Where a state starts: `(memory [B*M*N], each element's column-major; the weightings and
+/// reads)` to the state's tensor, a copy of the second input. The memory is already in the
+/// state's cell; it is an input only so that its gradient, which the backward takes from the
+/// cell, reaches it.
 struct Enter {
     cell: Arc<MemoryCell>,
-    memory_len: usize,
 }
 
-impl Enter {
-    fn forward<T: Real>(&self, all: &[T]) -> candle_core::Result<Vec<T>> {
-        if all.len() < self.memory_len {
-            candle_core::bail!("fused memory step: a state of {} elements", all.len())
-        }
-        let (memory, rest) = all.split_at(self.memory_len);
-        self.cell.set_memory(memory.to_vec())?;
-        Ok(rest.to_vec())
-    }
-
-    fn backward<T: Real>(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
-        let mut g = self.cell.take::<T>(self.memory_len)?;
-        g.extend_from_slice(&tensor_vec::<T>(grad)?);
-        Tensor::from_vec(g, x.shape(), x.device())
-    }
-}
-
-impl CustomOp1 for Enter {
+impl CustomOp2 for Enter {
     fn name(&self) -> &'static str {
         "ntm-memory-state"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => storage(self.forward(slice::<f32>(s, l)?)?),
-            CpuStorage::F64(_) => storage(self.forward(slice::<f64>(s, l)?)?),
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s2 {
+            CpuStorage::F32(_) => storage(slice::<f32>(s2, l2)?.to_vec()),
+            CpuStorage::F64(_) => storage(slice::<f64>(s2, l2)?.to_vec()),
             _ => candle_core::bail!("fused memory step: only f32 and f64 are supported"),
         };
-        let len = l.shape().elem_count() - self.memory_len;
-        Ok((out, Shape::from(len)))
+        Ok((out, l2.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        match x.dtype() {
-            DType::F32 => self.backward::<f32>(x, grad).map(Some),
-            DType::F64 => self.backward::<f64>(x, grad).map(Some),
+    fn bwd(
+        &self,
+        memory: &Tensor,
+        _small: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (len, dev) = (memory.elem_count(), memory.device());
+        let g = match memory.dtype() {
+            DType::F32 => Tensor::from_vec(self.cell.take::<f32>(len)?, len, dev)?,
+            DType::F64 => Tensor::from_vec(self.cell.take::<f64>(len)?, len, dev)?,
             dt => candle_core::bail!("fused memory step: unsupported dtype {dt:?}"),
-        }
+        };
+        Ok((Some(g), Some(grad.clone())))
     }
 }
 
