@@ -51,6 +51,8 @@ pub struct RunSpec {
     pub eval_sequences: usize,
     /// The size shown in the weighting figure (NTMs only).
     pub show: Option<String>,
+    /// Memory rows to evaluate and show with, when not the rows the run trained with.
+    pub eval_rows: Option<usize>,
 }
 
 impl RunSpec {
@@ -76,7 +78,7 @@ impl RunSpec {
 
     /// Arguments of `ntm eval` for the generalisation costs.
     pub fn eval_args(&self, out: &Path) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "eval".into(),
             "--run".into(),
             out.join(&self.dir).display().to_string(),
@@ -85,14 +87,24 @@ impl RunSpec {
             "--sequences".into(),
             self.eval_sequences.to_string(),
             "--json".into(),
-        ]
+        ];
+        args.extend(self.rows_args());
+        args
+    }
+
+    /// `--rows N` where the run is evaluated with other rows than it trained with.
+    fn rows_args(&self) -> Vec<String> {
+        match self.eval_rows {
+            Some(rows) => vec!["--rows".into(), rows.to_string()],
+            None => Vec::new(),
+        }
     }
 
     /// Arguments of `ntm show` for the weighting figure, for NTMs.
     pub fn show_args(&self, out: &Path) -> Option<Vec<String>> {
         let size = self.show.as_ref()?;
         let dir = out.join(&self.dir);
-        Some(vec![
+        let mut args = vec![
             "show".into(),
             "--run".into(),
             dir.display().to_string(),
@@ -100,7 +112,9 @@ impl RunSpec {
             size.clone(),
             "--out".into(),
             dir.join(FIGURE).display().to_string(),
-        ])
+        ];
+        args.extend(self.rows_args());
+        Some(args)
     }
 }
 
@@ -174,12 +188,9 @@ impl Sweep for Experiment {
             // embeds when it is built), then the profile's budget.
             let mut sets = self.model_sets(model);
             sets.extend(p.set.iter().cloned());
-            sets.extend(
-                p.models
-                    .get(model)
-                    .map(|m| m.set.clone())
-                    .unwrap_or_default(),
-            );
+            let profile_model = p.models.get(model);
+            sets.extend(profile_model.map(|m| m.set.clone()).unwrap_or_default());
+            let eval_rows = profile_model.and_then(|m| m.eval_rows);
             for seed in 0..seeds.unwrap_or(p.seeds) as u64 {
                 runs.push(RunSpec {
                     task: self.task.clone(),
@@ -193,6 +204,7 @@ impl Sweep for Experiment {
                     eval: self.eval.clone(),
                     eval_sequences: p.eval_sequences,
                     show: has_memory(model).then(|| self.show.clone()),
+                    eval_rows,
                 });
             }
         }

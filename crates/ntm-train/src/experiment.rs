@@ -121,6 +121,10 @@ pub struct ProfileModel {
     /// `key=value` overrides.
     #[serde(default)]
     pub set: Vec<String>,
+    /// Memory rows to evaluate and show the trained model with (`ntm eval --rows`), when they
+    /// differ from the rows it trained with; at least those.
+    #[serde(default)]
+    pub eval_rows: Option<usize>,
 }
 
 /// A sweep budget: seeds, evaluation size and overrides for every model.
@@ -201,6 +205,13 @@ impl Experiment {
                 return Err(bad(format!(
                     "profile `{name}` sets model `{m}`, which the file does not list"
                 )));
+            }
+            for (m, pm) in &p.models {
+                if pm.eval_rows.is_some() && !m.contains('-') {
+                    return Err(bad(format!(
+                        "profile `{name}` gives model `{m}` eval_rows, but it has no memory"
+                    )));
+                }
             }
         }
         Ok(e)
