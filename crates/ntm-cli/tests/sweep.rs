@@ -74,4 +74,20 @@ fn a_tiny_sweep_writes_a_report_and_reruns_skip_or_resume() {
         "{third:?}"
     );
     assert_eq!(third[1], Outcome::Skipped);
+
+    // `eval_rows` reaches `ntm eval`: fewer rows than the run trained with (16) are refused,
+    // more are evaluated.
+    let dir = tmp.path().join(&runs[0].dir);
+    let mut wider = runs[0].clone();
+    for (rows, ok) in [(8, false), (32, true)] {
+        std::fs::remove_file(dir.join("eval.json")).ok();
+        wider.eval_rows = Some(rows);
+        let outcome = run_all(std::slice::from_ref(&wider), &opts, &|_, _| {}).unwrap();
+        match &outcome[0] {
+            Outcome::Skipped => assert!(ok, "{rows} rows"),
+            Outcome::Failed(msg) => assert!(!ok && msg.contains("only grows"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(dir.join("eval.json").exists(), ok, "{rows} rows");
+    }
 }
