@@ -203,6 +203,9 @@ pub struct LstmState {
     pub h: Vec<Tensor>,
     /// Cell state per layer.
     pub c: Vec<Tensor>,
+    /// Each layer's weight, bound for the steps of this sequence where the fused kernels run,
+    /// so that its gradient is summed over the steps beside candle's graph.
+    weights: Vec<Option<ntm_kernels::StepWeight>>,
 }
 
 /// A stack of LSTM layers with learned initial states; the output is the top layer's `h`.
@@ -279,6 +282,15 @@ impl Controller for Lstm {
                 .iter()
                 .map(|l| expand(&l.c0))
                 .collect::<Result<_>>()?,
+            weights: self
+                .layers
+                .iter()
+                .map(|l| {
+                    ntm_kernels::runs_on(&l.weight_t)
+                        .then(|| ntm_kernels::StepWeight::bind(&l.weight_t))
+                        .transpose()
+                })
+                .collect::<candle_core::Result<_>>()?,
         })
     }
 
@@ -288,6 +300,7 @@ impl Controller for Lstm {
         let mut next = LstmState {
             h: Vec::with_capacity(self.layers.len()),
             c: Vec::with_capacity(self.layers.len()),
+            weights: state.weights.clone(),
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let (h, c) = match (state.h.get(i), state.c.get(i)) {
@@ -300,10 +313,12 @@ impl Controller for Lstm {
                     )))
                 }
             };
-            let z = ntm_params::add_bias(
-                &Tensor::cat(&[&x, h], 1)?.matmul(&layer.weight_t)?,
-                &layer.bias,
-            )?;
+            let joined = Tensor::cat(&[&x, h], 1)?;
+            let product = match state.weights.get(i).and_then(Option::as_ref) {
+                Some(bound) => bound.matmul(&joined)?,
+                None => joined.matmul(&layer.weight_t)?,
+            };
+            let z = ntm_params::add_bias(&product, &layer.bias)?;
             let (h_next, c_next) = lstm_cell(&z, c)?;
             x = h_next.clone();
             next.h.push(h_next);

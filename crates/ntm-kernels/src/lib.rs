@@ -60,6 +60,7 @@ mod links;
 mod lstm;
 mod pointwise;
 mod real;
+mod shared;
 mod step;
 mod storage;
 mod write;
@@ -68,6 +69,7 @@ pub use address::address;
 pub use links::LinkStep;
 pub use lstm::lstm_cell;
 pub use pointwise::{add_bias, clip};
+pub use shared::StepWeight;
 pub use step::{tail, MemoryStep, StepState};
 pub use write::write;
 

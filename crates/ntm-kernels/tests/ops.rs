@@ -3,7 +3,7 @@
 //! their own reference paths and the finite-difference checks.
 
 use candle_core::{DType, Device, Tensor, Var};
-use ntm_kernels::{add_bias, address, clip, lstm_cell, write, MemoryStep};
+use ntm_kernels::{add_bias, address, clip, lstm_cell, write, MemoryStep, StepWeight};
 
 /// Deterministic values in `[-scale, scale)`: a Weyl sequence.
 fn values(shape: &[usize], seed: u64, scale: f64) -> Tensor {
@@ -358,4 +358,91 @@ fn a_detached_state_passes_no_gradient_back() {
     }
     let twice = (g_through.get(x2.as_tensor()).unwrap() * 2.0).unwrap();
     assert!(max_diff(g_both.get(x2.as_tensor()).unwrap(), &twice) < 1e-12);
+}
+
+/// `steps` products of a weight with inputs that depend on it (a recurrence, as in an LSTM),
+/// through candle's matmul or a [`StepWeight`] bound once; the gradients of the weight and of
+/// the first input.
+fn recurrent_grads(w: &Var, x0: &Var, bound: bool, steps: usize) -> (Tensor, Tensor) {
+    // The weight enters as a transposed view, as an LSTM's does.
+    let wt = w.as_tensor().t().unwrap();
+    let step = StepWeight::bind(&wt).unwrap();
+    let mut x = x0.as_tensor().clone();
+    let mut loss = x.sum_all().unwrap();
+    for t in 0..steps {
+        let y = if bound {
+            step.matmul(&x).unwrap()
+        } else {
+            x.matmul(&wt).unwrap()
+        };
+        x = y.tanh().unwrap();
+        let weights = values(x.dims(), t as u64, 1.0).to_dtype(x.dtype()).unwrap();
+        loss = (loss + (&x * weights).unwrap().sum_all().unwrap()).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+    (
+        grads.get(w.as_tensor()).unwrap().clone(),
+        grads.get(x0.as_tensor()).unwrap().clone(),
+    )
+}
+
+#[test]
+fn a_step_weight_sums_the_gradient_candle_would_to_the_bit() {
+    for dtype in [DType::F32, DType::F64] {
+        let to = |v: Var| Var::from_tensor(&v.as_tensor().to_dtype(dtype).unwrap()).unwrap();
+        let (w, x0) = (to(var(&[6, 6], 1)), to(var(&[3, 6], 2)));
+        let (gw, gx) = recurrent_grads(&w, &x0, false, 5);
+        let (bw, bx) = recurrent_grads(&w, &x0, true, 5);
+        assert_eq!(max_diff(&gw, &bw), 0.0, "{dtype:?} weight");
+        assert_eq!(max_diff(&gx, &bx), 0.0, "{dtype:?} input");
+        assert!(max_diff(&gw, &gw.zeros_like().unwrap()) > 0.0);
+    }
+}
+
+#[test]
+fn a_step_weight_gives_every_backward_pass_its_own_sum() {
+    let (w, x0) = (var(&[4, 4], 3), var(&[2, 4], 4));
+    let wt = w.as_tensor().t().unwrap();
+    let step = StepWeight::bind(&wt).unwrap();
+    let loss = step
+        .matmul(&step.matmul(x0.as_tensor()).unwrap())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let first = loss.backward().unwrap();
+    let second = loss.backward().unwrap();
+    let (a, b) = (
+        first.get(w.as_tensor()).unwrap(),
+        second.get(w.as_tensor()).unwrap(),
+    );
+    assert_eq!(max_diff(a, b), 0.0);
+    // The same two products through candle's matmul.
+    let plain = x0
+        .as_tensor()
+        .matmul(&wt)
+        .unwrap()
+        .matmul(&wt)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(max_diff(a, plain.get(w.as_tensor()).unwrap()) < 1e-12);
+}
+
+#[test]
+fn a_step_weight_rejects_what_it_cannot_bind_or_multiply() {
+    let v = var(&[4], 5);
+    assert!(StepWeight::bind(v.as_tensor()).is_err());
+    let w = var(&[4, 3], 6);
+    let step = StepWeight::bind(w.as_tensor()).unwrap();
+    assert!(step.matmul(&values(&[2, 5], 7, 1.0)).is_err());
+    assert_eq!(
+        step.matmul(&values(&[2, 4], 7, 1.0)).unwrap().dims(),
+        &[2, 3]
+    );
 }
