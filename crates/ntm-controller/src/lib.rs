@@ -140,8 +140,15 @@ impl FeedForward {
     }
 }
 
+/// A feedforward controller keeps nothing from step to step but its layers, bound for the
+/// steps of one sequence ([`Linear::bind`]).
+#[derive(Debug, Clone)]
+pub struct FeedForwardState {
+    layers: Vec<ntm_params::StepLinear>,
+}
+
 impl Controller for FeedForward {
-    type State = ();
+    type State = FeedForwardState;
 
     fn input_size(&self) -> usize {
         self.input_size
@@ -153,17 +160,30 @@ impl Controller for FeedForward {
             .map_or(self.input_size, Linear::output_size)
     }
 
-    fn initial_state(&self, _batch: usize) -> Result<()> {
-        Ok(())
+    fn initial_state(&self, _batch: usize) -> Result<FeedForwardState> {
+        Ok(FeedForwardState {
+            layers: self
+                .layers
+                .iter()
+                .map(Linear::bind)
+                .collect::<ntm_params::Result<_>>()?,
+        })
     }
 
-    fn step(&self, input: &Tensor, _state: &()) -> Result<(Tensor, ())> {
+    fn step(&self, input: &Tensor, state: &FeedForwardState) -> Result<(Tensor, FeedForwardState)> {
         check_input(input, self.input_size)?;
+        if state.layers.len() != self.layers.len() {
+            return Err(ControllerError::Config(format!(
+                "state has {} layers, controller {}",
+                state.layers.len(),
+                self.layers.len()
+            )));
+        }
         let mut x = input.clone();
-        for layer in &self.layers {
+        for layer in &state.layers {
             x = layer.forward(&x)?.tanh()?;
         }
-        Ok((x, ()))
+        Ok((x, state.clone()))
     }
 }
 

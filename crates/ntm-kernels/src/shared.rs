@@ -7,8 +7,9 @@
 //! `xᵀ dy` straight into one sum (a matrix product that reads its destination), and the binding
 //! hands that sum to the weight once, when candle's backward pass reaches it, after every step.
 //!
-//! The sum is the one candle forms, term for term and in the same order, so results do not
-//! change by a bit.
+//! The sum is the one candle forms, term for term and in the same order. Whether each product
+//! rounds as candle's does depends on the path gemm takes for the shape: at the NTMs' sizes
+//! training losses stay the same to the bit, on some tiny shapes a last bit differs.
 
 use std::sync::{Arc, Mutex};
 
@@ -193,8 +194,8 @@ impl Apply {
             t if t > 1 => gemm::Parallelism::Rayon(t),
             _ => gemm::Parallelism::None,
         };
-        // `sum[k, n] += xᵀ grad`, with the strides of candle's `x.t().matmul(grad)`; reading
-        // the destination adds each finished product to it once, as candle's addition does.
+        // `sum[k, n] += xᵀ grad`, with the strides of candle's `x.t().matmul(grad)`, reading
+        // the destination where candle adds a fresh product to the sum.
         // SAFETY: the three buffers hold k x m, m x n and k x n elements at the strides given,
         // and `sum` is borrowed mutably, alone.
         unsafe {

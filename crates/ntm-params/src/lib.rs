@@ -279,6 +279,26 @@ impl Linear {
 
     /// Applies the layer to `[batch, in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)
+    }
+
+    /// The layer bound for the steps of one sequence: the same function as [`Linear::forward`],
+    /// but where the fused kernels run its weight's gradient is summed over the steps beside
+    /// candle's graph ([`ntm_kernels::StepWeight`]). Bind once per forward pass.
+    pub fn bind(&self) -> Result<StepLinear> {
+        let weight = if ntm_kernels::runs_on(&self.weight) {
+            Some(ntm_kernels::StepWeight::bind(&self.weight.t()?)?)
+        } else {
+            None
+        };
+        Ok(StepLinear {
+            layer: self.clone(),
+            weight,
+        })
+    }
+
+    fn check(&self, x: &Tensor) -> Result<()> {
         match x.dims() {
             [_, i] if *i == self.input_size() => {}
             got => {
@@ -289,7 +309,27 @@ impl Linear {
                 })
             }
         }
-        add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)
+        Ok(())
+    }
+}
+
+/// A [`Linear`] bound for the steps of one sequence ([`Linear::bind`]).
+#[derive(Debug, Clone)]
+pub struct StepLinear {
+    layer: Linear,
+    weight: Option<ntm_kernels::StepWeight>,
+}
+
+impl StepLinear {
+    /// Applies the layer to `[batch, in]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.weight {
+            Some(w) => {
+                self.layer.check(x)?;
+                add_bias(&w.matmul(x)?, &self.layer.bias)
+            }
+            None => self.layer.forward(x),
+        }
     }
 }
 
@@ -459,6 +499,40 @@ mod tests {
         let x = Tensor::ones((4, 5), DType::F32, &Device::Cpu).unwrap();
         let e = l.forward(&x).unwrap_err();
         assert!(e.to_string().contains("l: input has shape [4, 5]"), "{e}");
+    }
+
+    #[test]
+    fn a_bound_linear_is_the_layer_in_value_and_gradient() {
+        let p = Params::new(3, DType::F32, &Device::Cpu);
+        let l = Linear::new(&p.pp("l"), 4, 4).unwrap();
+        let x0 = Tensor::new(
+            &[[0.5f32, -1.0, 2.0, 0.25], [1.0, 0.0, -0.5, 3.0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        // Three steps of a recurrence through the layer, then the weight's gradient.
+        let run = |step: &dyn Fn(&Tensor) -> Tensor| {
+            let mut x = x0.clone();
+            for _ in 0..3 {
+                x = step(&x).tanh().unwrap();
+            }
+            let grads = x.sum_all().unwrap().backward().unwrap();
+            let g: Vec<Vec<f32>> = grads.get(&l.weight).unwrap().to_vec2().unwrap();
+            (x.to_vec2::<f32>().unwrap(), g)
+        };
+        let bound = l.bind().unwrap();
+        let plain = run(&|x| l.forward(x).unwrap());
+        let fused = run(&|x| bound.forward(x).unwrap());
+        // The forward pass is candle's product itself; the gradient's sum has the same terms
+        // in the same order, but gemm may round a product it adds into its destination in
+        // another last bit on some shapes.
+        assert_eq!(fused.0, plain.0);
+        for (a, b) in fused.1.iter().flatten().zip(plain.1.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} against {b}");
+        }
+        assert!(plain.1.iter().flatten().any(|g| *g != 0.0));
+        let wide = Tensor::ones((2, 5), DType::F32, &Device::Cpu).unwrap();
+        assert!(bound.forward(&wide).is_err());
     }
 
     #[test]

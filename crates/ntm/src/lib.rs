@@ -182,6 +182,8 @@ pub struct NtmState<CS, MS> {
     pub controller: CS,
     /// Memory state.
     pub memory: MS,
+    /// The interface layer, bound for the steps of this sequence.
+    interface: ntm_params::StepLinear,
 }
 
 /// The state type of an `Ntm<C, M>`.
@@ -252,6 +254,7 @@ impl<C: Controller, M: Memory> Ntm<C, M> {
         Ok(NtmState {
             controller: self.controller.initial_state(batch)?,
             memory: self.memory.initial_state(batch)?,
+            interface: self.interface.bind()?,
         })
     }
 
@@ -269,13 +272,18 @@ impl<C: Controller, M: Memory> Ntm<C, M> {
             &Tensor::cat(&[input, &previous_reads], 1)?,
             &state.controller,
         )?;
-        let mut interface = self.interface.forward(&h)?;
+        let mut interface = state.interface.forward(&h)?;
         if self.clip > 0.0 {
             interface = ntm_params::clip(&interface, self.clip)?;
         }
         let memory = self.memory.step(&interface, &state.memory)?;
         let features = Tensor::cat(&[&h, &self.memory.reads(&memory)], 1)?;
-        Ok((features, NtmState { controller, memory }))
+        let next = NtmState {
+            controller,
+            memory,
+            interface: state.interface.clone(),
+        };
+        Ok((features, next))
     }
 
     fn run(&self, inputs: &Tensor, trace: bool) -> Result<(Tensor, Vec<MemoryTrace>)> {
