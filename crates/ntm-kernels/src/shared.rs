@@ -149,29 +149,25 @@ trait Summed: candle_core::WithDType + num_traits::One {
     fn slot(grad: &mut Option<Grad>, len: usize) -> &mut Vec<Self>;
 }
 
-impl Summed for f32 {
-    fn slot(grad: &mut Option<Grad>, len: usize) -> &mut Vec<f32> {
-        if !matches!(grad, Some(Grad::F32(_))) {
-            *grad = Some(Grad::F32(vec![0.0; len]));
+/// `Summed` for a float type and the `Grad` variant that holds it.
+macro_rules! summed {
+    ($t:ty, $variant:ident) => {
+        impl Summed for $t {
+            fn slot(grad: &mut Option<Grad>, len: usize) -> &mut Vec<$t> {
+                if !matches!(grad, Some(Grad::$variant(_))) {
+                    *grad = Some(Grad::$variant(vec![0.0; len]));
+                }
+                match grad {
+                    Some(Grad::$variant(g)) => g,
+                    _ => unreachable!("set above"),
+                }
+            }
         }
-        match grad {
-            Some(Grad::F32(g)) => g,
-            _ => unreachable!("set above"),
-        }
-    }
+    };
 }
 
-impl Summed for f64 {
-    fn slot(grad: &mut Option<Grad>, len: usize) -> &mut Vec<f64> {
-        if !matches!(grad, Some(Grad::F64(_))) {
-            *grad = Some(Grad::F64(vec![0.0; len]));
-        }
-        match grad {
-            Some(Grad::F64(g)) => g,
-            _ => unreachable!("set above"),
-        }
-    }
-}
+summed!(f32, F32);
+summed!(f64, F64);
 
 impl Apply {
     /// Adds `xᵀ grad` to the sum.
