@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use ntm_train::experiment::{Experiment, ModelSpec, Profile, ProfileModel};
+pub use ntm_train::experiment::{has_memory, Experiment, ModelSpec, Profile, ProfileModel};
 
 use crate::{io, Result, XtaskError};
 
@@ -24,12 +24,6 @@ pub fn task_order() -> Vec<String> {
         .into_iter()
         .map(String::from)
         .collect()
-}
-
-/// Whether `model` names a model with a memory (`controller-memory`), whose weightings a figure
-/// can show.
-pub fn has_memory(model: &str) -> bool {
-    model.contains('-')
 }
 
 /// One training run of a sweep.

@@ -209,9 +209,9 @@ impl Default for LstmConfig {
 /// One LSTM layer: the four gates share one matrix over `[input, h]`.
 #[derive(Debug, Clone)]
 struct LstmLayer {
-    /// Gate weights, transposed: `[input + size, 4 * size]`.
-    weight_t: Tensor,
-    bias: Tensor,
+    /// The gates' pre-activations from the input joined with `h`: `[input + size]` to
+    /// `[4 * size]`.
+    gates: Linear,
     h0: Tensor,
     c0: Tensor,
 }
@@ -223,9 +223,8 @@ pub struct LstmState {
     pub h: Vec<Tensor>,
     /// Cell state per layer.
     pub c: Vec<Tensor>,
-    /// Each layer's weight, bound for the steps of this sequence where the fused kernels run,
-    /// so that its gradient is summed over the steps beside candle's graph.
-    weights: Vec<Option<ntm_kernels::StepWeight>>,
+    /// Each layer's gates, bound for the steps of this sequence ([`Linear::bind`]).
+    gates: Vec<ntm_params::StepLinear>,
 }
 
 /// A stack of LSTM layers with learned initial states; the output is the top layer's `h`.
@@ -262,8 +261,7 @@ impl Lstm {
                     .collect()
             })?;
             layers.push(LstmLayer {
-                weight_t: weight.t()?,
-                bias,
+                gates: Linear::from_parts(&gates, weight, bias),
                 h0: p.get(h, "h0", Init::Const(0.0))?,
                 c0: p.get(h, "c0", Init::Const(0.0))?,
             });
@@ -302,15 +300,11 @@ impl Controller for Lstm {
                 .iter()
                 .map(|l| expand(&l.c0))
                 .collect::<Result<_>>()?,
-            weights: self
+            gates: self
                 .layers
                 .iter()
-                .map(|l| {
-                    ntm_kernels::runs_on(&l.weight_t)
-                        .then(|| ntm_kernels::StepWeight::bind(&l.weight_t))
-                        .transpose()
-                })
-                .collect::<candle_core::Result<_>>()?,
+                .map(|l| l.gates.bind())
+                .collect::<ntm_params::Result<_>>()?,
         })
     }
 
@@ -320,11 +314,11 @@ impl Controller for Lstm {
         let mut next = LstmState {
             h: Vec::with_capacity(self.layers.len()),
             c: Vec::with_capacity(self.layers.len()),
-            weights: state.weights.clone(),
+            gates: state.gates.clone(),
         };
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (h, c) = match (state.h.get(i), state.c.get(i)) {
-                (Some(h), Some(c)) => (h, c),
+        for i in 0..self.layers.len() {
+            let (h, c, gates) = match (state.h.get(i), state.c.get(i), state.gates.get(i)) {
+                (Some(h), Some(c), Some(gates)) => (h, c, gates),
                 _ => {
                     return Err(ControllerError::Config(format!(
                         "state has {} layers, controller {}",
@@ -333,12 +327,7 @@ impl Controller for Lstm {
                     )))
                 }
             };
-            let joined = Tensor::cat(&[&x, h], 1)?;
-            let product = match state.weights.get(i).and_then(Option::as_ref) {
-                Some(bound) => bound.matmul(&joined)?,
-                None => joined.matmul(&layer.weight_t)?,
-            };
-            let z = ntm_params::add_bias(&product, &layer.bias)?;
+            let z = gates.forward(&Tensor::cat(&[&x, h], 1)?)?;
             let (h_next, c_next) = lstm_cell(&z, c)?;
             x = h_next.clone();
             next.h.push(h_next);

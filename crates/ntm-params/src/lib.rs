@@ -267,6 +267,16 @@ impl Linear {
         })
     }
 
+    /// A layer of the scope of `params` from a weight `[out, in]` and a bias `[out]` made
+    /// there with initialisations of their own (an LSTM's gates).
+    pub fn from_parts(params: &Params, weight: Tensor, bias: Tensor) -> Self {
+        Self {
+            weight,
+            bias,
+            name: params.prefix.clone(),
+        }
+    }
+
     /// Input feature size.
     pub fn input_size(&self) -> usize {
         self.weight.dims()[1]

@@ -114,6 +114,12 @@ impl ModelSpec {
     }
 }
 
+/// Whether `model` names a model with a memory (`controller-memory`), whose weightings a figure
+/// can show and whose rows `eval_rows` can change.
+pub fn has_memory(model: &str) -> bool {
+    model.contains('-')
+}
+
 /// Overrides a profile applies to one model.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,7 +213,7 @@ impl Experiment {
                 )));
             }
             for (m, pm) in &p.models {
-                if pm.eval_rows.is_some() && !m.contains('-') {
+                if pm.eval_rows.is_some() && !has_memory(m) {
                     return Err(bad(format!(
                         "profile `{name}` gives model `{m}` eval_rows, but it has no memory"
                     )));
