@@ -45,8 +45,6 @@ pub struct RunSpec {
     pub eval_sequences: usize,
     /// The size shown in the weighting figure (NTMs only).
     pub show: Option<String>,
-    /// Memory rows to evaluate and show with, when not the rows the run trained with.
-    pub eval_rows: Option<usize>,
 }
 
 impl RunSpec {
@@ -72,7 +70,7 @@ impl RunSpec {
 
     /// Arguments of `ntm eval` for the generalisation costs.
     pub fn eval_args(&self, out: &Path) -> Vec<String> {
-        let mut args = vec![
+        vec![
             "eval".into(),
             "--run".into(),
             out.join(&self.dir).display().to_string(),
@@ -81,24 +79,14 @@ impl RunSpec {
             "--sequences".into(),
             self.eval_sequences.to_string(),
             "--json".into(),
-        ];
-        args.extend(self.rows_args());
-        args
-    }
-
-    /// `--rows N` where the run is evaluated with other rows than it trained with.
-    fn rows_args(&self) -> Vec<String> {
-        match self.eval_rows {
-            Some(rows) => vec!["--rows".into(), rows.to_string()],
-            None => Vec::new(),
-        }
+        ]
     }
 
     /// Arguments of `ntm show` for the weighting figure, for NTMs.
     pub fn show_args(&self, out: &Path) -> Option<Vec<String>> {
         let size = self.show.as_ref()?;
         let dir = out.join(&self.dir);
-        let mut args = vec![
+        Some(vec![
             "show".into(),
             "--run".into(),
             dir.display().to_string(),
@@ -106,9 +94,7 @@ impl RunSpec {
             size.clone(),
             "--out".into(),
             dir.join(FIGURE).display().to_string(),
-        ];
-        args.extend(self.rows_args());
-        Some(args)
+        ])
     }
 }
 
@@ -182,9 +168,9 @@ impl Sweep for Experiment {
             // embeds when it is built), then the profile's budget.
             let mut sets = self.model_sets(model);
             sets.extend(p.set.iter().cloned());
-            let profile_model = p.models.get(model);
-            sets.extend(profile_model.map(|m| m.set.clone()).unwrap_or_default());
-            let eval_rows = profile_model.and_then(|m| m.eval_rows);
+            if let Some(m) = p.models.get(model) {
+                sets.extend(m.set.iter().cloned());
+            }
             for seed in 0..seeds.unwrap_or(p.seeds) as u64 {
                 runs.push(RunSpec {
                     task: self.task.clone(),
@@ -198,7 +184,6 @@ impl Sweep for Experiment {
                     eval: self.eval.clone(),
                     eval_sequences: p.eval_sequences,
                     show: has_memory(model).then(|| self.show.clone()),
-                    eval_rows,
                 });
             }
         }

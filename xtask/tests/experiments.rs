@@ -78,36 +78,6 @@ fn bad_experiment_files_are_errors() {
     assert!(Experiment::parse(&base.replace("models.lstm", "models.gru-ntm")).is_ok());
     assert!(Experiment::parse(&format!("typo = 1\n{base}")).is_err());
     assert!(Experiment::parse(&base.replace("seeds = 1", "seeds = 0")).is_err());
-    // Only a model with a memory can be evaluated with other memory rows.
-    let rows = "[profiles.quick.models.lstm]\neval_rows = 64\n";
-    assert!(Experiment::parse(&format!("{base}{rows}"))
-        .unwrap_err()
-        .to_string()
-        .contains("no memory"));
-}
-
-#[test]
-fn repeat_copys_fast_profile_trains_on_32_rows_and_evaluates_on_the_papers_128() {
-    let all = experiments();
-    let e = all.iter().find(|e| e.task == "repeat-copy").unwrap();
-    let runs = e.runs("fast", None).unwrap();
-    let ntm = runs.iter().find(|r| r.model == "lstm-ntm").unwrap();
-    assert!(ntm.sets.contains(&"model.memory.rows=32".to_string()));
-    let out = Path::new("out");
-    for args in [ntm.eval_args(out), ntm.show_args(out).unwrap()] {
-        assert!(
-            args.ends_with(&["--rows".to_string(), "128".to_string()]),
-            "{args:?}"
-        );
-    }
-    // The other models train and run with the rows they have.
-    for run in runs.iter().filter(|r| r.model != "lstm-ntm") {
-        assert!(
-            !run.eval_args(out).contains(&"--rows".to_string()),
-            "{}",
-            run.model
-        );
-    }
 }
 
 #[test]

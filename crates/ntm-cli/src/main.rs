@@ -10,7 +10,7 @@
 mod bench;
 mod figure;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -191,7 +191,8 @@ struct EvalArgs {
     /// Print one JSON object mapping each size to bits per sequence.
     #[arg(long)]
     json: bool,
-    /// Run with this many memory rows instead of the rows the model trained with.
+    /// Run with this many memory rows instead of the rows the model trained with (default: the
+    /// run's `eval.rows`, if it sets them).
     #[arg(long)]
     rows: Option<usize>,
 }
@@ -210,17 +211,10 @@ struct ShowArgs {
     /// Seed of the shown sequence.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Run with this many memory rows instead of the rows the model trained with.
+    /// Run with this many memory rows instead of the rows the model trained with (default: the
+    /// run's `eval.rows`, if it sets them).
     #[arg(long)]
     rows: Option<usize>,
-}
-
-/// The run in `dir`, with `rows` memory rows if given.
-fn load(dir: &Path, dev: &Device, rows: Option<usize>) -> Result<ntm_train::LoadedRun> {
-    Ok(match rows {
-        Some(rows) => ntm_train::load_run_with_rows(dir, dev, rows)?,
-        None => ntm_train::load_run(dir, dev)?,
-    })
 }
 
 fn device(name: &str) -> Result<Device> {
@@ -479,7 +473,7 @@ fn eval(args: EvalArgs, dev: &Device, limit: f64) -> Result<()> {
     if args.sequences == 0 {
         return Err("--sequences 0: an evaluation needs at least one sequence".into());
     }
-    let run = load(&args.run, dev, args.rows)?;
+    let run = ntm_train::load_run_for_eval(&args.run, dev, args.rows)?;
     let sizes = match args.lengths.clone() {
         Some(sizes) => sizes,
         None => Registry::default().eval_sizes(run.task.name())?,
@@ -543,7 +537,7 @@ fn eval(args: EvalArgs, dev: &Device, limit: f64) -> Result<()> {
 }
 
 fn show(args: ShowArgs, dev: &Device, limit: f64) -> Result<()> {
-    let run = load(&args.run, dev, args.rows)?;
+    let run = ntm_train::load_run_for_eval(&args.run, dev, args.rows)?;
     footprint::inference(
         run.config.model.as_ref(),
         run.task.as_ref(),

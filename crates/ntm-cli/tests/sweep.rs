@@ -75,19 +75,24 @@ fn a_tiny_sweep_writes_a_report_and_reruns_skip_or_resume() {
     );
     assert_eq!(third[1], Outcome::Skipped);
 
-    // `eval_rows` reaches `ntm eval`: fewer rows than the run trained with (16) are refused,
-    // more are evaluated.
-    let dir = tmp.path().join(&runs[0].dir);
-    let mut wider = runs[0].clone();
-    for (rows, ok) in [(8, false), (32, true)] {
-        std::fs::remove_file(dir.join("eval.json")).ok();
-        wider.eval_rows = Some(rows);
+    // A model's `eval.rows` reaches `ntm eval` and `ntm show` through the run's config: more
+    // rows than the run trains with (16) are evaluated, fewer are refused before training.
+    for (rows, ok) in [(32, true), (8, false)] {
+        let mut wider = runs[0].clone();
+        wider.sets.push(format!("eval.rows={rows}"));
+        wider.dir = PathBuf::from(format!("runs/copy/ff-ntm/rows{rows}"));
         let outcome = run_all(std::slice::from_ref(&wider), &opts, &|_, _| {}).unwrap();
+        let dir = tmp.path().join(&wider.dir);
         match &outcome[0] {
-            Outcome::Skipped => assert!(ok, "{rows} rows"),
-            Outcome::Failed(msg) => assert!(!ok && msg.contains("only grows"), "{msg}"),
+            Outcome::Trained => assert!(ok, "{rows} rows"),
+            Outcome::Failed(msg) => assert!(!ok && msg.contains("eval.rows = 8"), "{msg}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(dir.join("eval.json").exists(), ok, "{rows} rows");
+        assert_eq!(
+            dir.join(xtask::experiment::FIGURE).exists(),
+            ok,
+            "{rows} rows"
+        );
     }
 }

@@ -97,6 +97,28 @@ pub struct RunConfig {
     /// Training.
     #[serde(default)]
     pub train: TrainConfig,
+    /// How `ntm eval` and `ntm show` run the trained model unless told otherwise.
+    #[serde(default, skip_serializing_if = "EvalConfig::is_default")]
+    pub eval: EvalConfig,
+}
+
+/// How a trained model is evaluated and shown by default: part of the run's configuration, so
+/// that `ntm eval --run DIR` alone tests a run as its experiment meant, but no part of what is
+/// trained (a resumed run may change it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Memory rows to run the trained model with, when not the rows it trained with (at least
+    /// those; `ntm eval --rows` overrides it): a model trained on a small memory, tested on
+    /// the paper's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+}
+
+impl EvalConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A run's task and model: what a [`Registry`] builds from a [`RunConfig`], and what a factory
@@ -145,6 +167,7 @@ impl Registry {
             task: self.tasks.default_config(task)?,
             model: Some(preset),
             train,
+            eval: EvalConfig::default(),
         };
         let Some(file) = experiment::builtin(task)? else {
             return Ok(base);
@@ -375,7 +398,28 @@ impl RunConfig {
 
     /// Checks the values serde cannot.
     pub fn validate(&self) -> Result<()> {
-        self.train.validate()
+        self.train.validate()?;
+        let Some(rows) = self.eval.rows else {
+            return Ok(());
+        };
+        let bad = |why: String| Err(TrainError::Config(format!("eval.rows = {rows}: {why}")));
+        match &self.model {
+            // A model built in code: its rows are not known here; loading checks them.
+            None => Ok(()),
+            Some(model) if !model.has_memory() => bad("the model has no memory".into()),
+            Some(model) => match model
+                .memory
+                .options
+                .get("rows")
+                .and_then(|v| v.as_integer())
+            {
+                Some(trained) if (rows as i64) < trained => bad(format!(
+                    "the rows `ntm eval` runs the model with are fewer than the {trained} it \
+                     trains with (a memory only grows): set eval.rows too"
+                )),
+                _ => Ok(()),
+            },
+        }
     }
 }
 
@@ -407,13 +451,14 @@ impl TrainConfig {
     }
 }
 
-/// The keys a resumed run may change: budgets and how often it writes, nothing that changes
-/// what is computed.
-pub const RESUMABLE_KEYS: [&str; 4] = [
+/// The keys a resumed run may change: budgets, how often it writes and how it is evaluated,
+/// nothing that changes what is trained.
+pub const RESUMABLE_KEYS: [&str; 5] = [
     "train.max_sequences",
     "train.max_seconds",
     "train.log_every",
     "train.checkpoint_every",
+    "eval.rows",
 ];
 
 /// One value of a run's configuration that differs between two versions of it.

@@ -115,7 +115,7 @@ impl ModelSpec {
 }
 
 /// Whether `model` names a model with a memory (`controller-memory`), whose weightings a figure
-/// can show and whose rows `eval_rows` can change.
+/// can show.
 pub fn has_memory(model: &str) -> bool {
     model.contains('-')
 }
@@ -127,10 +127,6 @@ pub struct ProfileModel {
     /// `key=value` overrides.
     #[serde(default)]
     pub set: Vec<String>,
-    /// Memory rows to evaluate and show the trained model with (`ntm eval --rows`), when they
-    /// differ from the rows it trained with; at least those.
-    #[serde(default)]
-    pub eval_rows: Option<usize>,
 }
 
 /// A sweep budget: seeds, evaluation size and overrides for every model.
@@ -211,13 +207,6 @@ impl Experiment {
                 return Err(bad(format!(
                     "profile `{name}` sets model `{m}`, which the file does not list"
                 )));
-            }
-            for (m, pm) in &p.models {
-                if pm.eval_rows.is_some() && !has_memory(m) {
-                    return Err(bad(format!(
-                        "profile `{name}` gives model `{m}` eval_rows, but it has no memory"
-                    )));
-                }
             }
         }
         Ok(e)

@@ -71,14 +71,17 @@ pub mod trainer;
 use std::path::PathBuf;
 
 pub use checkpoint::Progress;
-pub use config::{default_model, ConfigChange, Registry, RunConfig, RunParts, TrainConfig};
+pub use config::{
+    default_model, ConfigChange, EvalConfig, Registry, RunConfig, RunParts, TrainConfig,
+};
 pub use loss::{bit_errors, bit_errors_tensor, masked_bce};
 pub use optim::{Optimizer, OptimizerConfig, Schedule};
 pub use rundir::RunDir;
 pub use trainer::{
-    evaluate, host_reads, load_run, load_run_with, load_run_with_rows, make_batches, merge_stats,
-    read_metrics, read_sessions, run_config, score, score_logits, to_tensor, trace, EvalStats,
-    LoadedRun, MetricsRecord, Observer, Quiet, SessionRecord, StepStats, Summary, Trainer,
+    evaluate, host_reads, load_run, load_run_for_eval, load_run_with, load_run_with_rows,
+    make_batches, merge_stats, read_metrics, read_sessions, run_config, score, score_logits,
+    to_tensor, trace, EvalStats, LoadedRun, MetricsRecord, Observer, Quiet, SessionRecord,
+    StepStats, Summary, Trainer,
 };
 
 /// Errors from training, checkpoints and configuration.

@@ -366,6 +366,7 @@ impl Trainer {
             task: TaskConfig::named(task.name()),
             model: None,
             train,
+            eval: Default::default(),
         };
         Self::assemble(config, model, task)
     }
@@ -405,9 +406,9 @@ impl Trainer {
     /// Restores weights, optimiser moments and progress from a checkpoint of this configuration.
     ///
     /// The checkpoint's own configuration is the run's: this trainer's may differ from it only
-    /// in [`RESUMABLE_KEYS`](crate::config::RESUMABLE_KEYS) (budgets and how often the run writes). Any other difference is an
-    /// error naming the key; the accepted ones are recorded in the metrics at the step where the
-    /// run resumes.
+    /// in [`RESUMABLE_KEYS`](crate::config::RESUMABLE_KEYS) (budgets, how often the run writes,
+    /// the evaluation memory). Any other difference is an error naming the key; the accepted
+    /// ones are recorded in the metrics at the step where the run resumes.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let ckpt = checkpoint::load(path, self.model.params().device())?;
         let saved = RunConfig::from_toml(&ckpt.config)
@@ -1060,7 +1061,35 @@ where
 /// parameter besides the initial weightings has a row per memory row (a learned initial
 /// memory).
 pub fn load_run_with_rows(dir: &Path, device: &Device, rows: usize) -> Result<LoadedRun> {
-    let (mut config, mut ckpt) = read_run(dir)?;
+    let (config, ckpt) = read_run(dir)?;
+    widen(dir, config, ckpt, device, rows)
+}
+
+/// Loads the run in `dir` to evaluate it: with `rows` memory rows if given, else with those of
+/// its configuration's `eval.rows` ([`load_run_with_rows`]), else as it trained
+/// ([`load_run`]). What `ntm eval` and `ntm show` load.
+///
+/// # Errors
+/// As [`load_run_with_rows`].
+pub fn load_run_for_eval(dir: &Path, device: &Device, rows: Option<usize>) -> Result<LoadedRun> {
+    let (config, ckpt) = read_run(dir)?;
+    match rows.or(config.eval.rows) {
+        Some(rows) => widen(dir, config, ckpt, device, rows),
+        None => {
+            let registry = Registry::default();
+            assemble(config, ckpt, |config| registry.build(config, device))
+        }
+    }
+}
+
+/// The run of `config` and `ckpt` (read from `dir`) with a memory of `rows` rows.
+fn widen(
+    dir: &Path,
+    mut config: RunConfig,
+    mut ckpt: checkpoint::Checkpoint,
+    device: &Device,
+    rows: usize,
+) -> Result<LoadedRun> {
     let resize =
         |why: String| TrainError::Config(format!("{} with {rows} rows: {why}", dir.display()));
     let model = config

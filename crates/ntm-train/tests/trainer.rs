@@ -717,3 +717,54 @@ fn a_run_loads_with_a_larger_memory_whose_heads_start_where_they_trained() {
         .to_string();
     assert!(err.contains("no memory"), "{err}");
 }
+
+#[test]
+fn a_runs_eval_rows_choose_the_memory_it_is_evaluated_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = |run: &ntm_train::LoadedRun| {
+        let model = run.config.model.as_ref().unwrap();
+        model.memory.options["rows"].as_integer().unwrap()
+    };
+    let (plain, wide) = (tmp.path().join("plain"), tmp.path().join("wide"));
+    for (dir, extra) in [(&plain, &[][..]), (&wide, &["eval.rows=20"][..])] {
+        Trainer::new(tiny(4, extra), &Device::Cpu)
+            .unwrap()
+            .run(dir, &mut Quiet)
+            .unwrap();
+    }
+    let load = |dir: &Path, r| ntm_train::load_run_for_eval(dir, &Device::Cpu, r).unwrap();
+    assert_eq!(rows(&load(&plain, None)), 8);
+    assert_eq!(rows(&load(&wide, None)), 20);
+    // The command line's rows win over the run's; training itself keeps the trained rows.
+    assert_eq!(rows(&load(&wide, Some(8))), 8);
+    assert_eq!(rows(&ntm_train::load_run(&wide, &Device::Cpu).unwrap()), 8);
+    let config = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        RunConfig::from_toml(&text).unwrap()
+    };
+    assert_eq!(config(&wide).eval.rows, Some(20));
+    assert!(!std::fs::read_to_string(plain.join("config.toml"))
+        .unwrap()
+        .contains("[eval]"));
+    // Evaluating with other rows changes nothing that was trained, so a resume may change it.
+    let mut more = config(&wide);
+    more.eval.rows = Some(32);
+    let changes = config(&wide).resume_changes(&more).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].key, "eval.rows");
+
+    // Fewer rows than the model trains with, or a model without memory, are refused up front.
+    let err = |model: &str, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        RunConfig::resolve(Some("copy"), Some(model), None, &sets)
+            .unwrap_err()
+            .to_string()
+    };
+    let fewer = err("lstm-ntm", &["model.memory.rows=8", "eval.rows=4"]);
+    assert!(
+        fewer.contains("eval.rows = 4") && fewer.contains("8"),
+        "{fewer}"
+    );
+    assert!(err("lstm", &["eval.rows=16"]).contains("no memory"));
+    assert!(err("lstm-ntm", &["eval.rowz=16"]).contains("rowz"));
+}
