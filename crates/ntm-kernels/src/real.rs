@@ -78,8 +78,9 @@ pub(crate) fn zeros<T: Float>(n: usize) -> Vec<T> {
     v
 }
 
-/// Independent partial sums in [`dot`] and the kernels' other lane loops: enough to hide the latency of the
-/// multiply-adds over a memory column (128 long in the paper), in two or four SIMD registers.
+/// Independent partial sums in [`dot`] and the kernels' other lane loops: enough to hide the
+/// latency of the multiply-adds over a memory column (128 long in the paper), in two or four
+/// SIMD registers.
 pub(crate) const LANES: usize = 16;
 
 /// `sum_i a_i b_i` with [`LANES`] independent partial sums, so that the compiler can use SIMD
