@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use multiversion::multiversion;
 use num_traits::Float;
 
-use crate::real::{c, dot, max_scaled, sum, sum_lanes, transpose, zeros, Real, LANES};
+use crate::real::{c, dot, max_scaled, sum, transpose, zeros, Real};
 use crate::storage::slice;
 use crate::{COSINE_EPS, SHARPEN_EPS};
 
@@ -350,34 +350,13 @@ pub(crate) fn head_backward<T: Real>(
     let by_norm: Vec<T> = (d_den.iter().zip(norms))
         .map(|(&dn, &norm)| dn * cache.key_norm / norm)
         .collect();
-    // One pass per column for both: the key's gradient sums as [`dot`] does, lane for lane.
     let d_key = &mut d_par[..m];
-    let whole = n - n % LANES;
     let cols = mem.chunks_exact(n).zip(d_mem.chunks_exact_mut(n));
     for ((col, d_col), (dk, &kj)) in cols.zip(d_key.iter_mut().zip(key)) {
-        let mut acc = [T::zero(); LANES];
-        let lanes = (d_col[..whole].chunks_exact_mut(LANES))
-            .zip(col[..whole].chunks_exact(LANES))
-            .zip(
-                d_dot[..whole]
-                    .chunks_exact(LANES)
-                    .zip(by_norm[..whole].chunks_exact(LANES)),
-            );
-        for ((dc, x), (dd, bn)) in lanes {
-            for k in 0..LANES {
-                acc[k] += dd[k] * x[k];
-                dc[k] += dd[k] * kj + bn[k] * x[k];
-            }
-        }
-        let mut tail = T::zero();
-        let rest = (d_col[whole..].iter_mut())
-            .zip(&col[whole..])
-            .zip(d_dot[whole..].iter().zip(&by_norm[whole..]));
-        for ((dc, &x), (&dd, &bn)) in rest {
-            tail += dd * x;
+        *dk = dot(&d_dot, col);
+        for ((dc, &x), (&dd, &bn)) in d_col.iter_mut().zip(col).zip(d_dot.iter().zip(&by_norm)) {
             *dc += dd * kj + bn * x;
         }
-        *dk = sum_lanes(acc) + tail;
     }
     // |k| = sqrt(sum k^2 + eps^2)  =>  dk_j += d|k| k_j / |k|.
     for j in 0..m {

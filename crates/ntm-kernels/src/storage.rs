@@ -56,17 +56,6 @@ pub(crate) fn elements<'a, T: WithDType>(
     ))
 }
 
-/// [`elements`] of the storage behind a tensor's storage guard, which must live on the CPU.
-pub(crate) fn cpu_elements<'a, T: WithDType>(
-    s: &'a Storage,
-    l: &Layout,
-) -> candle_core::Result<Cow<'a, [T]>> {
-    match s {
-        Storage::Cpu(cpu) => elements(cpu, l),
-        _ => candle_core::bail!("ntm kernels: the tensors must live on the CPU"),
-    }
-}
-
 /// A vector as CPU storage.
 pub(crate) fn storage<T: WithDType>(data: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(data)

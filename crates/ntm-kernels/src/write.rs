@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use num_traits::Float;
 
-use crate::real::{dot, sum_lanes2, transpose, zeros, Real, LANES};
+use crate::real::{dot, dot3, transpose, zeros, Real};
 use crate::storage::{slice, storage, tensor_vec};
 
 /// Writes with `W` heads at once: every head erases, then every head adds,
@@ -144,9 +144,6 @@ pub(crate) fn write_one_backward<T: Float>(
 /// [`write_one_backward`] for one write head, in one pass over the memory:
 /// `M' = M (1 - w e) + w a`, so `dM = g (1 - w e)`, `de_j = -sum_i g_ij M_ij w_i`,
 /// `da_j = sum_i g_ij w_i` and `dw_i = sum_j g_ij (a_j - M_ij e_j)`.
-///
-/// Each column is read once: both sums and both updates come from the same loads. The sums run
-/// in [`LANES`] lanes and a tail, as [`dot`] runs its own.
 #[inline(always)]
 fn write_single_backward<T: Float>(
     m: usize,
@@ -164,36 +161,12 @@ fn write_single_backward<T: Float>(
     for ((col, g_col), ((&ej, &aj), (dej, daj))) in
         cols.zip(e.iter().zip(a).zip(de.iter_mut().zip(da)))
     {
-        let (mut gxw, mut gw_sum) = ([T::zero(); LANES], [T::zero(); LANES]);
-        let whole = n - n % LANES;
-        let lanes = (g_col[..whole].chunks_exact_mut(LANES))
-            .zip(g_w[..whole].chunks_exact_mut(LANES))
-            .zip(
-                col[..whole]
-                    .chunks_exact(LANES)
-                    .zip(w[..whole].chunks_exact(LANES)),
-            );
-        for ((gv, gw), (x, wi)) in lanes {
-            for k in 0..LANES {
-                gxw[k] = gxw[k] + gv[k] * x[k] * wi[k];
-                gw_sum[k] = gw_sum[k] + gv[k] * wi[k];
-                gw[k] = gw[k] + gv[k] * (aj - x[k] * ej);
-                gv[k] = gv[k] * (T::one() - wi[k] * ej);
-            }
-        }
-        let (mut gxw_tail, mut gw_tail) = (T::zero(), T::zero());
-        let rest = (g_col[whole..].iter_mut())
-            .zip(g_w[whole..].iter_mut())
-            .zip(col[whole..].iter().zip(&w[whole..]));
-        for ((gv, gw), (&x, &wi)) in rest {
-            gxw_tail = gxw_tail + *gv * x * wi;
-            gw_tail = gw_tail + *gv * wi;
+        *dej = *dej - dot3(g_col, col, w);
+        *daj = *daj + dot(g_col, w);
+        for ((gv, gw), (&x, &wi)) in g_col.iter_mut().zip(g_w.iter_mut()).zip(col.iter().zip(w)) {
             *gw = *gw + *gv * (aj - x * ej);
             *gv = *gv * (T::one() - wi * ej);
         }
-        let (gxw, gw_sum) = sum_lanes2(gxw, gw_sum);
-        *dej = *dej - (gxw + gxw_tail);
-        *daj = *daj + (gw_sum + gw_tail);
     }
 }
 
