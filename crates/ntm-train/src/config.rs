@@ -403,24 +403,26 @@ impl RunConfig {
             return Ok(());
         };
         let bad = |why: String| Err(TrainError::Config(format!("eval.rows = {rows}: {why}")));
-        match &self.model {
-            // A model built in code: its rows are not known here; loading checks them.
-            None => Ok(()),
-            Some(model) if !model.has_memory() => bad("the model has no memory".into()),
-            Some(model) => match model
-                .memory
-                .options
-                .get("rows")
-                .and_then(|v| v.as_integer())
-            {
-                Some(trained) if (rows as i64) < trained => bad(format!(
-                    "the rows `ntm eval` runs the model with are fewer than the {trained} it \
-                     trains with (a memory only grows): set eval.rows too"
-                )),
-                _ => Ok(()),
-            },
+        // A model built in code (`None`): its rows are not known here; loading checks them.
+        let Some(model) = &self.model else {
+            return Ok(());
+        };
+        if !model.has_memory() {
+            return bad("the model has no memory".into());
+        }
+        match memory_rows(model) {
+            Some(trained) if (rows as i64) < trained => bad(format!(
+                "the rows `ntm eval` runs the model with are fewer than the {trained} it trains \
+                 with (a memory only grows): set eval.rows too"
+            )),
+            _ => Ok(()),
         }
     }
+}
+
+/// The rows of a model's memory, where its kind has a `rows` option.
+pub(crate) fn memory_rows(model: &ModelConfig) -> Option<i64> {
+    model.memory.options.get("rows")?.as_integer()
 }
 
 impl TrainConfig {

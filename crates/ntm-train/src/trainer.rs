@@ -1035,8 +1035,8 @@ fn read_run(dir: &Path) -> Result<(RunConfig, checkpoint::Checkpoint)> {
 /// Loads the configuration and latest checkpoint of the run in `dir`, building its task and
 /// model from the built-in registry.
 pub fn load_run(dir: &Path, device: &Device) -> Result<LoadedRun> {
-    let registry = Registry::default();
-    load_run_with(dir, |config| registry.build(config, device))
+    let (config, ckpt) = read_run(dir)?;
+    assemble_builtin(config, ckpt, device)
 }
 
 /// Loads the run in `dir` with a `factory` that builds its task and a fresh model from its
@@ -1075,10 +1075,7 @@ pub fn load_run_for_eval(dir: &Path, device: &Device, rows: Option<usize>) -> Re
     let (config, ckpt) = read_run(dir)?;
     match rows.or(config.eval.rows) {
         Some(rows) => widen(dir, config, ckpt, device, rows),
-        None => {
-            let registry = Registry::default();
-            assemble(config, ckpt, |config| registry.build(config, device))
-        }
+        None => assemble_builtin(config, ckpt, device),
     }
 }
 
@@ -1097,17 +1094,12 @@ fn widen(
         .as_mut()
         .filter(|m| m.has_memory())
         .ok_or_else(|| resize("the model has no memory".into()))?;
-    let trained = model
-        .memory
-        .options
-        .get("rows")
-        .and_then(|v| v.as_integer())
-        .ok_or_else(|| {
-            resize(format!(
-                "memory `{}` has no `rows` option",
-                model.memory.kind
-            ))
-        })?;
+    let trained = crate::config::memory_rows(model).ok_or_else(|| {
+        resize(format!(
+            "memory `{}` has no `rows` option",
+            model.memory.kind
+        ))
+    })?;
     if (rows as i64) < trained {
         return Err(resize(format!(
             "it trained with {trained}; a memory only grows"
@@ -1127,11 +1119,20 @@ fn widen(
         .memory
         .options
         .insert("rows".into(), toml::Value::Integer(rows as i64));
-    let registry = Registry::default();
-    assemble(config, ckpt, |config| registry.build(config, device)).map_err(|e| match e {
+    assemble_builtin(config, ckpt, device).map_err(|e| match e {
         TrainError::Checkpoint(why) => resize(why),
         e => e,
     })
+}
+
+/// [`assemble`] with the task and model built by the built-in registry.
+fn assemble_builtin(
+    config: RunConfig,
+    ckpt: checkpoint::Checkpoint,
+    device: &Device,
+) -> Result<LoadedRun> {
+    let registry = Registry::default();
+    assemble(config, ckpt, |config| registry.build(config, device))
 }
 
 fn assemble<F>(config: RunConfig, ckpt: checkpoint::Checkpoint, factory: F) -> Result<LoadedRun>
