@@ -523,14 +523,24 @@ fn eval(args: EvalArgs, dev: &Device, limit: f64) -> Result<()> {
             args.run.display(),
             args.sequences
         );
-        println!("{:>8}  {:>12}  {:>14}", "size", "bits/seq", "cross-entropy");
+        // N-grams' cost is judged against the Bayes-optimal predictor on the same sequences.
+        let optimum = results.iter().any(|(_, e)| e.optimal.is_some());
+        let header = format!("{:>8}  {:>12}  {:>14}", "size", "bits/seq", "cross-entropy");
+        match optimum {
+            true => println!("{header}  {:>13}  {:>8}", "Bayes optimum", "above"),
+            false => println!("{header}"),
+        }
         for (size, e) in &results {
-            println!(
+            let line = format!(
                 "{:>8}  {:>12.3}  {:>14.3}",
                 size.to_string(),
                 e.cost,
                 e.loss_bits
             );
+            match e.optimal {
+                Some(opt) => println!("{line}  {opt:>13.3}  {:>8.3}", e.cost - opt),
+                None => println!("{line}"),
+            }
         }
     }
     Ok(())

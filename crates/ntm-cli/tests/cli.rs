@@ -132,6 +132,38 @@ fn train_eval_show_round_trip() {
 }
 
 #[test]
+fn an_ngrams_evaluation_prints_the_bayes_optimum_of_the_same_sequences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = vec!["train", "--task", "ngrams", "--model", "ff-ntm"];
+    args.extend(["--out", run.to_str().unwrap(), "--set", "task.length=24"]);
+    args.extend(&TINY[..14]);
+    let out = ntm(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let args = ["eval", "--run", run.to_str().unwrap(), "--sequences", "8"];
+    let eval = ntm(&[&args[..], &["--lengths", "24"]].concat());
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let text = String::from_utf8_lossy(&eval.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].contains("Bayes optimum"), "{text}");
+    let row: Vec<f64> = lines[2]
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    // size, cost, cross-entropy, optimum, cost above it
+    assert_eq!(row.len(), 5, "{text}");
+    assert!(row[3] > 0.0 && row[3] < 24.0, "{text}");
+    assert!((row[4] - (row[1] - row[3])).abs() < 2e-3, "{text}");
+    let json = ntm(&[&args[..], &["--lengths", "24", "--json"]].concat());
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        (json["24"].as_f64().unwrap() - row[1]).abs() < 1e-3,
+        "{json}"
+    );
+}
+
+#[test]
 fn bad_input_is_a_one_line_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
