@@ -144,3 +144,20 @@ fn repeat_copys_lstm_ntm_trains_on_32_rows_and_is_evaluated_on_the_papers_128() 
     assert_eq!((rows(&ff), ff.eval.rows), (Some(128), None));
     assert_eq!(print_config("copy", Some("lstm-ntm"), &[]).eval.rows, None);
 }
+
+#[test]
+fn a_default_without_a_convergence_threshold_trains_for_sequences_not_minutes() {
+    // A time limit would give a seed a different run on a slower or busier machine.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
+    let mut open_ended = Vec::new();
+    for e in &Experiment::load_dir(&dir).unwrap() {
+        let train = print_config(&e.task, None, &[]).train;
+        if train.target_cost == 0.0 {
+            assert_eq!(train.max_seconds, 0.0, "{}", e.task);
+            assert!(train.max_sequences > 0, "{}", e.task);
+            open_ended.push(e.task.clone());
+        }
+    }
+    open_ended.sort();
+    assert_eq!(open_ended, ["ngrams", "priority-sort"]);
+}
