@@ -8,6 +8,11 @@ use std::process::Command;
 use ntm_train::RunConfig;
 use xtask::{Experiment, Sweep};
 
+/// The experiment files in `tasks/`.
+fn experiments() -> Vec<Experiment> {
+    Experiment::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks")).unwrap()
+}
+
 fn print_config(task: &str, model: Option<&str>, sets: &[String]) -> RunConfig {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntm"));
     cmd.args(["train", "--task", task, "--print-config"]);
@@ -47,8 +52,7 @@ fn without_budget(mut c: RunConfig) -> RunConfig {
 
 #[test]
 fn the_default_of_every_task_and_model_is_its_experiment_files_paper_profile() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
-    let experiments = Experiment::load_dir(&dir).unwrap();
+    let experiments = experiments();
     assert_eq!(experiments.len(), 6);
     for e in &experiments {
         let runs = e.runs("paper", Some(1)).unwrap();
@@ -94,8 +98,7 @@ fn the_default_of_every_task_and_model_is_its_experiment_files_paper_profile() {
 
 #[test]
 fn every_tasks_fast_profile_trains_the_same_models_on_warmed_up_batches_with_adam() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
-    for e in &Experiment::load_dir(&dir).unwrap() {
+    for e in &experiments() {
         if !e.profiles.contains_key("fast") {
             // Batches slow N-grams down (its file says by how much).
             assert_eq!(e.task, "ngrams", "only N-grams goes without a fast profile");
@@ -148,9 +151,8 @@ fn repeat_copys_lstm_ntm_trains_on_32_rows_and_is_evaluated_on_the_papers_128() 
 #[test]
 fn a_default_without_a_convergence_threshold_trains_for_sequences_not_minutes() {
     // A time limit would give a seed a different run on a slower or busier machine.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
     let mut open_ended = Vec::new();
-    for e in &Experiment::load_dir(&dir).unwrap() {
+    for e in &experiments() {
         let train = print_config(&e.task, None, &[]).train;
         if train.target_cost == 0.0 {
             assert_eq!(train.max_seconds, 0.0, "{}", e.task);
