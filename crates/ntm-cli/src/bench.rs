@@ -8,7 +8,8 @@ use ntm_train::{RunConfig, Trainer};
 /// Arguments of `ntm bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// The task whose default config is measured.
+    /// The task whose default config is measured, at the memory rows the model is evaluated
+    /// with (`eval.rows`, where its config sets them).
     #[arg(long, default_value = "copy")]
     task: String,
     /// A model name, as for `ntm train` (ff-ntm, lstm-ntm, gru-ntm, lstm, ...).
@@ -59,7 +60,18 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize, limit: f64) -> super::
     let mut sets = args.sets.clone();
     sets.push(format!("train.batch_size={}", args.batch));
     sets.push("train.val_sequences=1".into());
-    let config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
+    let mut config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
+    // Measure the model at the memory it is evaluated with, the paper's, where peers' figures
+    // are measured too: copy's and repeat copy's LSTM NTMs train on fewer rows (their
+    // experiment files say why). A `--set model.memory.rows` still wins.
+    if let Some(rows) = config.eval.rows {
+        sets.insert(0, format!("model.memory.rows={rows}"));
+        config = RunConfig::resolve(Some(&args.task), Some(&args.model), None, &sets)?;
+    }
+    let rows = config
+        .model
+        .as_ref()
+        .and_then(|m| m.memory.options.get("rows")?.as_integer());
     let task = ntm_train::Registry::default().tasks.build(&config.task)?;
     ntm_train::footprint::training(&config, task.as_ref())
         .check(limit)
@@ -88,6 +100,7 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize, limit: f64) -> super::
             "task": args.task,
             "model": args.model,
             "params": trainer.model().param_count(),
+            "rows": rows,
             "batch": args.batch,
             "threads": threads,
             "seconds": wall,
@@ -130,6 +143,8 @@ fn measure(
     use std::sync::atomic::Ordering;
     let mut sets = args.sets.clone();
     sets.push(format!("model.memory.rows={rows}"));
+    // The model runs on as many rows as it trains with here.
+    sets.push(format!("eval.rows={rows}"));
     sets.push(format!("train.batch_size={}", args.batch));
     let config = RunConfig::resolve(Some("copy"), Some(&args.model), None, &sets)?;
     let registry = ntm_train::Registry::default();

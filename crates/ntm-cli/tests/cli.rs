@@ -322,6 +322,34 @@ fn a_dnc_run_trains_and_shows_its_usage_and_links() {
 }
 
 #[test]
+fn bench_measures_a_model_at_the_rows_it_is_evaluated_with() {
+    // Copy's LSTM NTM trains on 32 rows and is evaluated on the paper's 128, which is what the
+    // benchmark measures; rows set on the command line still win.
+    let rows = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--task",
+            "copy",
+            "--json",
+            "--seconds",
+            "0.01",
+            "--warmup",
+            "0",
+        ];
+        args.extend(extra);
+        let out = ntm(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["rows"].as_i64().unwrap()
+    };
+    assert_eq!(rows(&[]), 128);
+    assert_eq!(rows(&["--set", "model.memory.rows=64"]), 64);
+    // The scaling sweep runs that model on more rows than it is evaluated with.
+    let out = ntm(&["bench", "--scaling", "--rows", "256", "--lengths", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn the_scaling_sweep_measures_growth_with_rows_and_length() {
     let tmp = tempfile::tempdir().unwrap();
     let out = ntm(&[

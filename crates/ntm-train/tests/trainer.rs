@@ -726,8 +726,11 @@ fn a_runs_eval_rows_choose_the_memory_it_is_evaluated_with() {
         model.memory.options["rows"].as_integer().unwrap()
     };
     let (plain, wide) = (tmp.path().join("plain"), tmp.path().join("wide"));
-    for (dir, extra) in [(&plain, &[][..]), (&wide, &["eval.rows=20"][..])] {
-        Trainer::new(tiny(4, extra), &Device::Cpu)
+    for (dir, eval_rows) in [(&plain, None), (&wide, Some(20))] {
+        // (Copy's LSTM NTM is evaluated on 128 rows by default.)
+        let mut config = tiny(4, &[]);
+        config.eval.rows = eval_rows;
+        Trainer::new(config, &Device::Cpu)
             .unwrap()
             .run(dir, &mut Quiet)
             .unwrap();
