@@ -143,8 +143,6 @@ fn measure(
     use std::sync::atomic::Ordering;
     let mut sets = args.sets.clone();
     sets.push(format!("model.memory.rows={rows}"));
-    // The model runs on as many rows as it trains with here.
-    sets.push(format!("eval.rows={rows}"));
     sets.push(format!("train.batch_size={}", args.batch));
     let config = RunConfig::resolve(Some("copy"), Some(&args.model), None, &sets)?;
     let registry = ntm_train::Registry::default();

@@ -238,8 +238,18 @@ impl Registry {
         let defaults = self.default_run(&task, &model)?;
         let mut merged = toml::Table::try_from(defaults)
             .map_err(|e| TrainError::Config(format!("cannot serialise defaults: {e}")))?;
+        let own_eval_rows = overlay.get("eval").and_then(|e| e.get("rows")).is_some();
         merge(&mut merged, overlay);
-        self.check(from_table(merged)?)
+        let mut config = from_table(merged)?;
+        // A default's `eval.rows` (the paper's memory, for a model that trains on fewer rows)
+        // gives way to a memory the caller makes larger than it: the model then runs on the
+        // rows it trains with. One the caller sets is checked.
+        if let (Some(rows), Some(m), false) = (config.eval.rows, &config.model, own_eval_rows) {
+            if memory_rows(m).is_some_and(|trained| (rows as i64) < trained) {
+                config.eval.rows = None;
+            }
+        }
+        self.check(config)
     }
 
     /// The name of the model a run asks for, from the command line's `model`, else the kinds in

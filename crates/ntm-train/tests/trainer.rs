@@ -770,4 +770,18 @@ fn a_runs_eval_rows_choose_the_memory_it_is_evaluated_with() {
     );
     assert!(err("lstm", &["eval.rows=16"]).contains("no memory"));
     assert!(err("lstm-ntm", &["eval.rowz=16"]).contains("rowz"));
+
+    // Copy's LSTM NTM trains on 32 rows and runs on 128 by default. A memory made larger than
+    // that leaves the default's 128 no sense: the model then runs on the rows it trains with.
+    let eval_rows = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        RunConfig::resolve(Some("copy"), Some("lstm-ntm"), None, &sets)
+            .unwrap()
+            .eval
+            .rows
+    };
+    assert_eq!(eval_rows(&[]), Some(128));
+    assert_eq!(eval_rows(&["model.memory.rows=64"]), Some(128));
+    assert_eq!(eval_rows(&["model.memory.rows=128"]), Some(128));
+    assert_eq!(eval_rows(&["model.memory.rows=256"]), None);
 }
