@@ -71,7 +71,7 @@ pub fn run(args: BenchArgs, dev: &Device, threads: usize, limit: f64) -> super::
     let rows = config
         .model
         .as_ref()
-        .and_then(|m| m.memory.options.get("rows")?.as_integer());
+        .and_then(ntm_train::config::memory_rows);
     let task = ntm_train::Registry::default().tasks.build(&config.task)?;
     ntm_train::footprint::training(&config, task.as_ref())
         .check(limit)

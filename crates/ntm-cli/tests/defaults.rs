@@ -139,7 +139,7 @@ fn every_tasks_fast_profile_trains_the_same_models_on_warmed_up_batches_with_ada
 
 #[test]
 fn the_lstm_ntms_of_copy_and_repeat_copy_train_on_32_rows_and_are_evaluated_on_the_papers_128() {
-    let rows = |c: &RunConfig| c.model.as_ref().unwrap().memory.options["rows"].as_integer();
+    let rows = |c: &RunConfig| ntm_train::config::memory_rows(c.model.as_ref().unwrap());
     for task in ["copy", "repeat-copy"] {
         let ntm = print_config(task, Some("lstm-ntm"), &[]);
         assert_eq!((rows(&ntm), ntm.eval.rows), (Some(32), Some(128)), "{task}");

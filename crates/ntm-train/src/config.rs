@@ -431,7 +431,7 @@ impl RunConfig {
 }
 
 /// The rows of a model's memory, where its kind has a `rows` option.
-pub(crate) fn memory_rows(model: &ModelConfig) -> Option<i64> {
+pub fn memory_rows(model: &ModelConfig) -> Option<i64> {
     model.memory.options.get("rows")?.as_integer()
 }
 
