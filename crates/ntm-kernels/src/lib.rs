@@ -6,20 +6,24 @@
 //! [`StepState`], whose memory passes from step to step beside candle's graph, with the
 //! [`tail`] op through which its reads leave the state's tensor, the temporal links of a DNC
 //! memory (link matrices, precedence, forward and backward weightings) over a flat link state
-//! ([`LinkStep`]), the LSTM cell update ([`lstm_cell`]), and the bias addition and clipping of
-//! the layers ([`add_bias`], [`clip`]). At the paper's sizes a step is tiny, and composed of candle operations it would be
+//! ([`LinkStep`]), the LSTM cell update ([`lstm_cell`]), the bias addition and clipping of
+//! the layers ([`add_bias`], [`clip`]), a weight's gradient summed over the steps beside the
+//! graph ([`StepWeight`]), and the optimisers' updates of a variable in one pass ([`rmsprop`],
+//! [`adam`], plain functions rather than graph ops, equal to the bit to their composition of
+//! candle operations). At the paper's sizes a step is tiny, and composed of candle operations it would be
 //! about two hundred graph nodes whose per-node overhead dominates; these ops make it a handful.
 //!
-//! The domain crates wrap it: `ntm-addressing`, `ntm-memory`, `ntm-dnc`, `ntm-controller` and
-//! `ntm-params` each ask [`runs_on`] and then either call the op here or run their own
+//! The domain crates wrap it: `ntm-addressing`, `ntm-memory`, `ntm-dnc`, `ntm-controller`,
+//! `ntm-params` and `ntm-train` (its optimisers) each ask [`runs_on`] and then either call the op here or run their own
 //! composition of candle operations, which is the reference the ops are tested against (same
 //! values and gradients) and the path on other devices. Nothing here knows about parameters,
 //! configurations or the domain crates' types: the API is tensors in, tensors out, and the
 //! slice kernels behind it (column-major memory, sixteen-lane sums, vectorisable exponentials)
-//! are private. It depends on `candle-core`, `num-traits` and `multiversion` only.
+//! are private. It depends on `candle-core`, `gemm` (candle's matrix products), `num-traits`
+//! and `multiversion` only.
 //!
 //! The hot loops (the memory step and its backward, the LSTM cell, the DNC's link step, the
-//! addressing op) are compiled twice, for the baseline target and for x86-64 with AVX2 and FMA,
+//! addressing op, the optimisers' updates, the bound weights' gradient sums) are compiled twice, for the baseline target and for x86-64 with AVX2 and FMA,
 //! and the CPU's features pick one at run time (the `multiversion` crate): about 10% more
 //! sequences per second at batch 32, with no build flags and no failure on older CPUs. Both
 //! compile the same operations in the same order (Rust never contracts a multiply and an add
@@ -58,6 +62,7 @@ use candle_core::{DType, Tensor};
 mod address;
 mod links;
 mod lstm;
+mod optim;
 mod pointwise;
 mod real;
 mod shared;
@@ -68,6 +73,7 @@ mod write;
 pub use address::address;
 pub use links::LinkStep;
 pub use lstm::lstm_cell;
+pub use optim::{adam, rmsprop, Adam, Rmsprop};
 pub use pointwise::{add_bias, clip};
 pub use shared::StepWeight;
 pub use step::{tail, MemoryStep, StepState};

@@ -7,6 +7,13 @@
 //! `xᵀ dy` straight into one sum (a matrix product that reads its destination), and the binding
 //! hands that sum to the weight once, when candle's backward pass reaches it, after every step.
 //!
+//! A linear layer's weight is stored `[out, in]` and multiplied as its transpose.
+//! [`StepWeight::bind_transposed`] binds the stored weight itself and keeps the sum in its
+//! layout, so that the gradient reaches it whole and contiguous: bound as a transposed view, the
+//! gradient passes through candle's transpose, whose backward adds it to a zero-filled matrix
+//! element by element at the view's strides, which took a fifth of the LSTM baseline's training
+//! time.
+//!
 //! The sum is the one candle forms, term for term and in the same order. Whether each product
 //! rounds as candle's does depends on the path gemm takes for the shape: at the NTMs' sizes
 //! training losses stay the same to the bit, on some tiny shapes a last bit differs.
@@ -16,20 +23,46 @@ use std::sync::{Arc, Mutex};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 
+use multiversion::multiversion;
+
 use crate::storage::{cpu_slice, storage};
 
 /// The bound weight and the running sum of its gradient over the steps.
 #[derive(Debug)]
 struct Cell {
+    /// The matrix `[k, n]` each step multiplies by.
     weight: Tensor,
+    /// Whether the bound tensor is `weight`'s transpose `[n, k]`, and the sum kept in its
+    /// layout.
+    transposed: bool,
     grad: Mutex<Option<Grad>>,
 }
 
 /// A gradient sum of either float type.
 #[derive(Debug)]
 enum Grad {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+    F32(Sum<f32>),
+    F64(Sum<f64>),
+}
+
+/// The sum `[k, n]` (`[n, k]` for a transposed binding) of the steps' products `xᵀ dy`, and the
+/// steps of one or two rows not yet added to it.
+///
+/// A step of one or two rows (a batch of one or two sequences) is a rank-one or rank-two update
+/// of the whole sum, one multiply-add per element, so that adding each step as it comes reads
+/// and writes the whole matrix once per step: for a large weight, from main memory. Such steps
+/// wait instead, and are added together, block of rows by block of rows, each block through
+/// every waiting step while it stays in the cache. Each element gets the arithmetic gemm gives
+/// it for such a step (its rank-one and rank-two path: `x0 dy0 + sum`, then `x1 dy1 + that`,
+/// each product and sum rounded, never fused) in the same order, so the sum is the same to the
+/// last bit.
+#[derive(Debug)]
+struct Sum<T> {
+    sum: Vec<T>,
+    /// `(k, n)`: the weight's shape.
+    dims: (usize, usize),
+    /// Each waiting step's `m`, `x [m, k]` and `dy [m, n]`, contiguous, in the order they came.
+    waiting: Vec<(usize, Vec<T>, Vec<T>)>,
 }
 
 /// A weight `[k, n]` bound for the steps of one sequence: [`StepWeight::matmul`] is `x.matmul(w)`
@@ -48,18 +81,34 @@ pub struct StepWeight {
 impl StepWeight {
     /// Binds `weight` (`[k, n]`, `f32` or `f64`, on the CPU, possibly a transposed view).
     pub fn bind(weight: &Tensor) -> candle_core::Result<Self> {
-        if weight.rank() != 2 || !matches!(weight.dtype(), DType::F32 | DType::F64) {
+        Self::bind_as(weight, false)
+    }
+
+    /// Binds the transpose of `weight` (`[n, k]`, as a linear layer stores it): `matmul(x)` is
+    /// `x.matmul(&weight.t())`, and `weight` receives its gradient as a contiguous `[n, k]`
+    /// matrix, without a transpose in candle's graph.
+    pub fn bind_transposed(weight: &Tensor) -> candle_core::Result<Self> {
+        Self::bind_as(weight, true)
+    }
+
+    fn bind_as(bound: &Tensor, transposed: bool) -> candle_core::Result<Self> {
+        if bound.rank() != 2 || !matches!(bound.dtype(), DType::F32 | DType::F64) {
             candle_core::bail!(
                 "step weight: a 2-D f32 or f64 matrix, got {:?} {:?}",
-                weight.dims(),
-                weight.dtype()
+                bound.dims(),
+                bound.dtype()
             )
         }
         let cell = Arc::new(Cell {
-            weight: weight.clone(),
+            weight: if transposed {
+                bound.t()?
+            } else {
+                bound.clone()
+            },
+            transposed,
             grad: Mutex::new(None),
         });
-        let token = weight.apply_op1(Bind(cell.clone()))?;
+        let token = bound.apply_op1(Bind(cell.clone()))?;
         Ok(Self { cell, token })
     }
 
@@ -87,10 +136,11 @@ impl CustomOp1 for Bind {
     fn bwd(&self, arg: &Tensor, _: &Tensor, _: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let grad = self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (dims, dev) = (arg.dims().to_vec(), arg.device());
+        let transposed = self.0.transposed;
         Ok(match grad {
             None => None,
-            Some(Grad::F32(g)) => Some(Tensor::from_vec(g, dims, dev)?),
-            Some(Grad::F64(g)) => Some(Tensor::from_vec(g, dims, dev)?),
+            Some(Grad::F32(g)) => Some(Tensor::from_vec(g.finish(transposed)?, dims, dev)?),
+            Some(Grad::F64(g)) => Some(Tensor::from_vec(g.finish(transposed)?, dims, dev)?),
         })
     }
 }
@@ -146,16 +196,20 @@ impl CustomOp2 for Apply {
 
 /// The float types the sum holds.
 trait Summed: candle_core::WithDType + num_traits::One {
-    fn slot(grad: &mut Option<Grad>, len: usize) -> &mut Vec<Self>;
+    fn slot(grad: &mut Option<Grad>, dims: (usize, usize)) -> &mut Sum<Self>;
 }
 
 /// `Summed` for a float type and the `Grad` variant that holds it.
 macro_rules! summed {
     ($t:ty, $variant:ident) => {
         impl Summed for $t {
-            fn slot(grad: &mut Option<Grad>, len: usize) -> &mut Vec<$t> {
+            fn slot(grad: &mut Option<Grad>, dims: (usize, usize)) -> &mut Sum<$t> {
                 if !matches!(grad, Some(Grad::$variant(_))) {
-                    *grad = Some(Grad::$variant(vec![0.0; len]));
+                    *grad = Some(Grad::$variant(Sum {
+                        sum: vec![0.0; dims.0 * dims.1],
+                        dims,
+                        waiting: Vec::new(),
+                    }));
                 }
                 match grad {
                     Some(Grad::$variant(g)) => g,
@@ -169,11 +223,145 @@ macro_rules! summed {
 summed!(f32, F32);
 summed!(f64, F64);
 
+/// Rows of at most this many elements make a block of [`Sum::flush`]: 16 KiB of `f32`, which
+/// stay in the first-level cache while every waiting step passes over them.
+const BLOCK: usize = 4096;
+
+impl<T: Summed> Sum<T> {
+    /// Adds one step's `x [m, k]` and `dy [m, n]`: at once when `m > 2`, after the steps
+    /// waiting before it; otherwise it waits.
+    fn add(
+        &mut self,
+        x: &[T],
+        dy: &[T],
+        (m, k, n): (usize, usize, usize),
+        transposed: bool,
+    ) -> candle_core::Result<()> {
+        if m <= 2 {
+            self.waiting.push((m, x.to_vec(), dy.to_vec()));
+            return Ok(());
+        }
+        self.flush((k, n), transposed)?;
+        gemm_into(&mut self.sum, x, dy, (m, k, n), transposed)
+    }
+
+    /// Adds the waiting steps, in the order they came, one block of the sum's rows at a time.
+    fn flush(&mut self, (k, n): (usize, usize), transposed: bool) -> candle_core::Result<()> {
+        if self.sum.len() != k * n
+            || self
+                .waiting
+                .iter()
+                .any(|(m, x, dy)| !(1..=2).contains(m) || x.len() != m * k || dy.len() != m * n)
+        {
+            candle_core::bail!("step weight: a waiting step that does not fit the sum")
+        }
+        // The length of the sum's rows.
+        let across = if transposed { k } else { n };
+        let per_block = (BLOCK / across.max(1)).max(1);
+        for (b, block) in self.sum.chunks_mut(per_block * across.max(1)).enumerate() {
+            add_waiting(
+                block,
+                b * per_block,
+                across,
+                &self.waiting,
+                (k, n),
+                transposed,
+            );
+        }
+        self.waiting.clear();
+        Ok(())
+    }
+
+    /// The sum, with every waiting step added.
+    fn finish(mut self, transposed: bool) -> candle_core::Result<Vec<T>> {
+        self.flush(self.dims, transposed)?;
+        Ok(self.sum)
+    }
+}
+
+/// Adds every waiting step to `block`, rows `first..` of the sum, each row `across` long: for
+/// each step in turn, `row[c] = x_r dy_c + row[c]` (in `[k, n]` layout, row `r` of `k`) or
+/// `row[c] = x_c dy_r + row[c]` (transposed), the second of a two-row step added after the
+/// first.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn add_waiting<T: Summed>(
+    block: &mut [T],
+    first: usize,
+    across: usize,
+    waiting: &[(usize, Vec<T>, Vec<T>)],
+    (k, n): (usize, usize),
+    transposed: bool,
+) {
+    for (m, x, dy) in waiting {
+        for t in 0..*m {
+            let (x, dy) = (&x[t * k..(t + 1) * k], &dy[t * n..(t + 1) * n]);
+            // Along the rows, the factor of each row; across, the vector of each.
+            let (down, along_row) = if transposed { (dy, x) } else { (x, dy) };
+            for (r, row) in block.chunks_exact_mut(across).enumerate() {
+                let f = down[first + r];
+                for (v, &a) in row.iter_mut().zip(along_row) {
+                    *v = a * f + *v;
+                }
+            }
+        }
+    }
+}
+
+/// `sum += xᵀ dy` for `x [m, k]` and `dy [m, n]`, the sum `[k, n]` (`[n, k]` when
+/// `transposed`), with the strides of candle's `x.t().matmul(dy)`, reading the destination
+/// where candle adds a fresh product to the sum.
+// The one unsafe call: gemm's product into a destination it reads, which candle does not offer
+// (its matmul always writes a fresh, zero-filled output).
+#[allow(unsafe_code)]
+fn gemm_into<T: Summed>(
+    sum: &mut [T],
+    x: &[T],
+    dy: &[T],
+    (m, k, n): (usize, usize, usize),
+    transposed: bool,
+) -> candle_core::Result<()> {
+    if x.len() != m * k || dy.len() != m * n || sum.len() != k * n {
+        candle_core::bail!("step weight: a gradient that does not fit its sum")
+    }
+    let parallelism = match candle_core::utils::get_num_threads() {
+        t if t > 1 => gemm::Parallelism::Rayon(t),
+        _ => gemm::Parallelism::None,
+    };
+    let (dst_cs, dst_rs) = if transposed {
+        (k as isize, 1)
+    } else {
+        (1, n as isize)
+    };
+    // SAFETY: the three buffers hold k x m, m x n and k x n elements at the strides given
+    // (checked above), and `sum` is borrowed mutably, alone.
+    unsafe {
+        gemm::gemm(
+            k,
+            n,
+            m,
+            sum.as_mut_ptr(),
+            dst_cs,
+            dst_rs,
+            true,
+            x.as_ptr(),
+            k as isize,
+            1,
+            dy.as_ptr(),
+            1,
+            n as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
+    Ok(())
+}
+
 impl Apply {
     /// Adds `xᵀ grad` to the sum.
-    // The one unsafe call: gemm's product into a destination it reads, which candle does not
-    // offer (its matmul always writes a fresh, zero-filled output).
-    #[allow(unsafe_code)]
     fn accumulate<T: Summed>(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<()> {
         let x = x.contiguous()?;
         let (m, k) = x.dims2()?;
@@ -185,38 +373,7 @@ impl Apply {
             candle_core::bail!("step weight: x [{m}, {k}] and its gradient of {}", gs.len())
         }
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
-        let sum = T::slot(&mut slot, k * n);
-        let parallelism = match candle_core::utils::get_num_threads() {
-            t if t > 1 => gemm::Parallelism::Rayon(t),
-            _ => gemm::Parallelism::None,
-        };
-        // `sum[k, n] += xᵀ grad`, with the strides of candle's `x.t().matmul(grad)`, reading
-        // the destination where candle adds a fresh product to the sum.
-        // SAFETY: the three buffers hold k x m, m x n and k x n elements at the strides given,
-        // and `sum` is borrowed mutably, alone.
-        unsafe {
-            gemm::gemm(
-                k,
-                n,
-                m,
-                sum.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                xs.as_ptr(),
-                k as isize,
-                1,
-                gs.as_ptr(),
-                1,
-                n as isize,
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        };
-        Ok(())
+        let sum = T::slot(&mut slot, (k, n));
+        sum.add(xs, gs, (m, k, n), self.0.transposed)
     }
 }

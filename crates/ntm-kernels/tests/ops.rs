@@ -3,7 +3,9 @@
 //! their own reference paths and the finite-difference checks.
 
 use candle_core::{DType, Device, Tensor, Var};
-use ntm_kernels::{add_bias, address, clip, lstm_cell, write, MemoryStep, StepWeight};
+use ntm_kernels::{
+    adam, add_bias, address, clip, lstm_cell, rmsprop, write, Adam, MemoryStep, Rmsprop, StepWeight,
+};
 
 /// Deterministic values in `[-scale, scale)`: a Weyl sequence.
 fn values(shape: &[usize], seed: u64, scale: f64) -> Tensor {
@@ -360,20 +362,32 @@ fn a_detached_state_passes_no_gradient_back() {
     assert!(max_diff(g_both.get(x2.as_tensor()).unwrap(), &twice) < 1e-12);
 }
 
-/// `steps` products of a weight with inputs that depend on it (a recurrence, as in an LSTM),
-/// through candle's matmul or a [`StepWeight`] bound once; the gradients of the weight and of
-/// the first input.
-fn recurrent_grads(w: &Var, x0: &Var, bound: bool, steps: usize) -> (Tensor, Tensor) {
+/// How a recurrence multiplies by its weight.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Product {
+    /// candle's matmul with the weight's transposed view.
+    Candle,
+    /// A [`StepWeight`] bound to the transposed view.
+    Bound,
+    /// A [`StepWeight`] bound to the stored weight with `bind_transposed`.
+    BoundTransposed,
+}
+
+/// `steps` products of a weight with inputs that depend on it (a recurrence, as in an LSTM);
+/// the gradients of the weight and of the first input.
+fn recurrent_grads(w: &Var, x0: &Var, product: Product, steps: usize) -> (Tensor, Tensor) {
     // The weight enters as a transposed view, as an LSTM's does.
     let wt = w.as_tensor().t().unwrap();
-    let step = StepWeight::bind(&wt).unwrap();
+    let step = match product {
+        Product::Candle | Product::Bound => StepWeight::bind(&wt).unwrap(),
+        Product::BoundTransposed => StepWeight::bind_transposed(w.as_tensor()).unwrap(),
+    };
     let mut x = x0.as_tensor().clone();
     let mut loss = x.sum_all().unwrap();
     for t in 0..steps {
-        let y = if bound {
-            step.matmul(&x).unwrap()
-        } else {
-            x.matmul(&wt).unwrap()
+        let y = match product {
+            Product::Candle => x.matmul(&wt).unwrap(),
+            _ => step.matmul(&x).unwrap(),
         };
         x = y.tanh().unwrap();
         let weights = values(x.dims(), t as u64, 1.0).to_dtype(x.dtype()).unwrap();
@@ -390,15 +404,30 @@ fn recurrent_grads(w: &Var, x0: &Var, bound: bool, steps: usize) -> (Tensor, Ten
 fn a_step_weight_sums_the_gradient_candle_would() {
     for dtype in [DType::F32, DType::F64] {
         let to = |v: Var| Var::from_tensor(&v.as_tensor().to_dtype(dtype).unwrap()).unwrap();
-        let (w, x0) = (to(var(&[6, 6], 1)), to(var(&[3, 6], 2)));
-        let (gw, gx) = recurrent_grads(&w, &x0, false, 5);
-        let (bw, bx) = recurrent_grads(&w, &x0, true, 5);
-        // The same terms in the same order; gemm may round a product that it adds into its
-        // destination in another last bit.
-        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
-        assert!(max_diff(&gw, &bw) <= tol, "{dtype:?} weight");
-        assert!(max_diff(&gx, &bx) <= tol, "{dtype:?} input");
-        assert!(max_diff(&gw, &gw.zeros_like().unwrap()) > 0.0);
+        // One and two rows wait and are added block by block; three go through gemm at once.
+        // The weight is large enough for several blocks.
+        for (rows, size) in [(1, 6), (1, 150), (2, 150), (3, 6), (3, 150)] {
+            let (w, x0) = (to(var(&[size, size], 1)), to(var(&[rows, size], 2)));
+            let (gw, gx) = recurrent_grads(&w, &x0, Product::Candle, 5);
+            let (bw, bx) = recurrent_grads(&w, &x0, Product::Bound, 5);
+            let (tw, tx) = recurrent_grads(&w, &x0, Product::BoundTransposed, 5);
+            let what = format!("{dtype:?}, {rows} rows of {size}");
+            if rows == 1 {
+                // candle rounds each product and adds it to the sum, and so does the binding.
+                assert_eq!(max_diff(&gw, &bw), 0.0, "{what}: weight");
+            } else {
+                // The same terms in the same order; gemm may round a product that it adds
+                // into its destination in another last bit.
+                let tol = if dtype == DType::F32 { 1e-4 } else { 1e-12 };
+                assert!(max_diff(&gw, &bw) <= tol, "{what}: weight");
+                assert!(max_diff(&gx, &bx) <= tol, "{what}: input");
+            }
+            // Bound either way, the same sum to the bit, and the same input gradient.
+            assert_eq!(max_diff(&bw, &tw), 0.0, "{what}: transposed binding");
+            assert_eq!(max_diff(&bx, &tx), 0.0, "{what}: transposed binding, input");
+            assert!(tw.is_contiguous(), "{what}");
+            assert!(max_diff(&gw, &gw.zeros_like().unwrap()) > 0.0);
+        }
     }
 }
 
@@ -448,4 +477,110 @@ fn a_step_weight_rejects_what_it_cannot_bind_or_multiply() {
         step.matmul(&values(&[2, 4], 7, 1.0)).unwrap().dims(),
         &[2, 3]
     );
+}
+
+/// RMSProp as the training crate composes it from candle operations.
+fn rmsprop_composed(w: &Tensor, g: &Tensor, s: &[Tensor], hp: Rmsprop) -> (Tensor, Vec<Tensor>) {
+    let (a, m) = (hp.alpha, hp.momentum);
+    let n = ((&s[0] * a).unwrap() + (g.sqr().unwrap() * (1.0 - a)).unwrap()).unwrap();
+    let gbar = ((&s[1] * a).unwrap() + (g * (1.0 - a)).unwrap()).unwrap();
+    let denom = ((&n - gbar.sqr().unwrap()).unwrap() + hp.eps)
+        .unwrap()
+        .sqrt()
+        .unwrap();
+    let step = (g / denom).unwrap().affine(hp.lr, 0.0).unwrap();
+    let delta = ((&s[2] * m).unwrap() - step).unwrap();
+    ((w + &delta).unwrap(), vec![n, gbar, delta])
+}
+
+/// Adam as the training crate composes it from candle operations.
+fn adam_composed(w: &Tensor, g: &Tensor, s: &[Tensor], hp: Adam) -> (Tensor, Vec<Tensor>) {
+    let (b1, b2) = (hp.beta1, hp.beta2);
+    let m = ((&s[0] * b1).unwrap() + (g * (1.0 - b1)).unwrap()).unwrap();
+    let v = ((&s[1] * b2).unwrap() + (g.sqr().unwrap() * (1.0 - b2)).unwrap()).unwrap();
+    let m_hat = (&m / (1.0 - b1.powi(hp.t))).unwrap();
+    let v_hat = (&v / (1.0 - b2.powi(hp.t))).unwrap();
+    let update = (m_hat / (v_hat.sqrt().unwrap() + hp.eps).unwrap()).unwrap();
+    ((w - (update * hp.lr).unwrap()).unwrap(), vec![m, v])
+}
+
+#[test]
+fn the_optimiser_updates_are_their_compositions_to_the_bit() {
+    for dtype in [DType::F32, DType::F64] {
+        let t = |shape: &[usize], seed: u64, scale: f64| {
+            values(shape, seed, scale).to_dtype(dtype).unwrap()
+        };
+        let shape = [7, 33];
+        let (mut w1, mut w2) = (t(&shape, 1, 1.0), t(&shape, 1, 1.0));
+        let zero = w1.zeros_like().unwrap();
+        let zeros = || zero.clone();
+        let (mut r1, mut r2) = (
+            vec![zeros(), zeros(), zeros()],
+            vec![zeros(), zeros(), zeros()],
+        );
+        for step in 0..4 {
+            // Gradients spanning several orders of magnitude, and some exact zeros.
+            let g = t(&shape, 10 + step, 10f64.powi(step as i32 - 2));
+            let g = (&g * g.ge(0.0).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let hp = Rmsprop {
+                lr: 1e-4 * (step + 1) as f64,
+                alpha: 0.95,
+                momentum: 0.9,
+                eps: 1e-4,
+            };
+            let (w, s) = rmsprop(&w1, &g, [&r1[0], &r1[1], &r1[2]], hp).unwrap();
+            let (w_ref, s_ref) = rmsprop_composed(&w2, &g, &r2, hp);
+            assert_eq!(max_diff(&w, &w_ref), 0.0, "{dtype:?} rmsprop step {step}");
+            for (a, b) in s.iter().zip(&s_ref) {
+                assert_eq!(max_diff(a, b), 0.0, "{dtype:?} rmsprop state, step {step}");
+            }
+            assert!(max_diff(&w, &w1) > 0.0, "the update moves the weight");
+            (w1, r1, w2, r2) = (w, s.to_vec(), w_ref, s_ref);
+        }
+        let mut a1 = vec![zeros(), zeros()];
+        let mut a2 = a1.clone();
+        let (mut w2, mut w3) = (w1.clone(), w1.clone());
+        for step in 1..=4 {
+            let g = t(&shape, 20 + step as u64, 0.1);
+            let hp = Adam {
+                lr: 3e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                t: step,
+            };
+            let (w, s) = adam(&w2, &g, [&a1[0], &a1[1]], hp).unwrap();
+            let (w_ref, s_ref) = adam_composed(&w3, &g, &a2, hp);
+            assert_eq!(max_diff(&w, &w_ref), 0.0, "{dtype:?} adam step {step}");
+            for (a, b) in s.iter().zip(&s_ref) {
+                assert_eq!(max_diff(a, b), 0.0, "{dtype:?} adam state, step {step}");
+            }
+            (w2, a1, w3, a2) = (w, s.to_vec(), w_ref, s_ref);
+        }
+    }
+}
+
+#[test]
+fn the_optimiser_updates_reject_mismatched_tensors() {
+    let w = values(&[3, 4], 1, 1.0).to_dtype(DType::F32).unwrap();
+    let z = w.zeros_like().unwrap();
+    let wrong = values(&[4, 3], 2, 1.0).to_dtype(DType::F32).unwrap();
+    let hp = Rmsprop {
+        lr: 1e-3,
+        alpha: 0.95,
+        momentum: 0.9,
+        eps: 1e-4,
+    };
+    assert!(rmsprop(&w, &wrong, [&z, &z, &z], hp).is_err());
+    assert!(rmsprop(&w, &z.to_dtype(DType::F64).unwrap(), [&z, &z, &z], hp).is_err());
+    let hp = Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        t: 1,
+    };
+    assert!(adam(&w, &z, [&z, &wrong], hp).is_err());
+    let ints = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+    assert!(adam(&ints, &ints, [&ints, &ints], hp).is_err());
 }

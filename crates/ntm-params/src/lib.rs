@@ -298,7 +298,7 @@ impl Linear {
     /// candle's graph ([`ntm_kernels::StepWeight`]). Bind once per forward pass.
     pub fn bind(&self) -> Result<StepLinear> {
         let weight = if ntm_kernels::runs_on(&self.weight) {
-            Some(ntm_kernels::StepWeight::bind(&self.weight.t()?)?)
+            Some(ntm_kernels::StepWeight::bind_transposed(&self.weight)?)
         } else {
             None
         };
