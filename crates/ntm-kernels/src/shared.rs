@@ -139,8 +139,8 @@ impl CustomOp1 for Bind {
         let transposed = self.0.transposed;
         Ok(match grad {
             None => None,
-            Some(Grad::F32(g)) => Some(Tensor::from_vec(g.finish(transposed)?, dims, dev)?),
-            Some(Grad::F64(g)) => Some(Tensor::from_vec(g.finish(transposed)?, dims, dev)?),
+            Some(Grad::F32(g)) => Some(Tensor::from_vec(g.finish(transposed), dims, dev)?),
+            Some(Grad::F64(g)) => Some(Tensor::from_vec(g.finish(transposed), dims, dev)?),
         })
     }
 }
@@ -228,33 +228,25 @@ summed!(f64, F64);
 const BLOCK: usize = 4096;
 
 impl<T: Summed> Sum<T> {
-    /// Adds one step's `x [m, k]` and `dy [m, n]`: at once when `m > 2`, after the steps
-    /// waiting before it; otherwise it waits.
-    fn add(
-        &mut self,
-        x: &[T],
-        dy: &[T],
-        (m, k, n): (usize, usize, usize),
-        transposed: bool,
-    ) -> candle_core::Result<()> {
+    /// Adds one step's `x [m, k]` and `dy [m, n]`, for the sum's `(k, n)`: at once when
+    /// `m > 2`, after the steps waiting before it; otherwise it waits.
+    fn add(&mut self, x: &[T], dy: &[T], m: usize, transposed: bool) -> candle_core::Result<()> {
+        let (k, n) = self.dims;
+        if x.len() != m * k || dy.len() != m * n {
+            candle_core::bail!("step weight: a step that does not fit the sum [{k}, {n}]")
+        }
         if m <= 2 {
             self.waiting.push((m, x.to_vec(), dy.to_vec()));
             return Ok(());
         }
-        self.flush((k, n), transposed)?;
+        self.flush(transposed);
         gemm_into(&mut self.sum, x, dy, (m, k, n), transposed)
     }
 
     /// Adds the waiting steps, in the order they came, one block of the sum's rows at a time.
-    fn flush(&mut self, (k, n): (usize, usize), transposed: bool) -> candle_core::Result<()> {
-        if self.sum.len() != k * n
-            || self
-                .waiting
-                .iter()
-                .any(|(m, x, dy)| !(1..=2).contains(m) || x.len() != m * k || dy.len() != m * n)
-        {
-            candle_core::bail!("step weight: a waiting step that does not fit the sum")
-        }
+    /// Every waiting step fits the sum: [`Sum::add`] checked it.
+    fn flush(&mut self, transposed: bool) {
+        let (k, n) = self.dims;
         // The length of the sum's rows.
         let across = if transposed { k } else { n };
         let per_block = (BLOCK / across.max(1)).max(1);
@@ -269,13 +261,12 @@ impl<T: Summed> Sum<T> {
             );
         }
         self.waiting.clear();
-        Ok(())
     }
 
     /// The sum, with every waiting step added.
-    fn finish(mut self, transposed: bool) -> candle_core::Result<Vec<T>> {
-        self.flush(self.dims, transposed)?;
-        Ok(self.sum)
+    fn finish(mut self, transposed: bool) -> Vec<T> {
+        self.flush(transposed);
+        self.sum
     }
 }
 
@@ -369,11 +360,7 @@ impl Apply {
         let (sx, lx) = x.storage_and_layout();
         let (sg, lg) = grad.storage_and_layout();
         let (xs, gs) = (cpu_slice::<T>(&sx, lx)?, cpu_slice::<T>(&sg, lg)?);
-        if xs.len() != m * k || gs.len() != m * n {
-            candle_core::bail!("step weight: x [{m}, {k}] and its gradient of {}", gs.len())
-        }
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
-        let sum = T::slot(&mut slot, (k, n));
-        sum.add(xs, gs, (m, k, n), self.0.transposed)
+        T::slot(&mut slot, (k, n)).add(xs, gs, m, self.0.transposed)
     }
 }

@@ -302,52 +302,24 @@ impl Optimizer {
         let mut values = Vec::with_capacity(self.vars.len());
         for (((_, var), state), g) in self.vars.iter().zip(&self.state).zip(grads) {
             let w = var.as_tensor();
-            // One pass per variable on the CPU, the same arithmetic to the last bit.
-            if ntm_kernels::runs_on(w) {
-                values.push(match (self.config.clone(), &state[..]) {
-                    (
-                        OptimizerConfig::Rmsprop {
-                            alpha,
-                            momentum,
-                            eps,
-                            ..
-                        },
-                        [n, gbar, delta],
-                    ) => {
-                        let hp = ntm_kernels::Rmsprop {
-                            lr,
-                            alpha,
-                            momentum,
-                            eps,
-                        };
-                        let (w, s) = ntm_kernels::rmsprop(w, g, [n, gbar, delta], hp)?;
-                        (w, s.to_vec())
-                    }
-                    (
-                        OptimizerConfig::Adam {
-                            beta1, beta2, eps, ..
-                        },
-                        [m, v],
-                    ) => {
-                        let hp = ntm_kernels::Adam {
-                            lr,
-                            beta1,
-                            beta2,
-                            eps,
-                            t,
-                        };
-                        let (w, s) = ntm_kernels::adam(w, g, [m, v], hp)?;
-                        (w, s.to_vec())
-                    }
-                    _ => {
-                        return Err(TrainError::Config(
-                            "optimizer state does not match its kind".into(),
-                        ))
-                    }
-                });
-                continue;
-            }
+            // On the CPU one pass per variable, the composition's arithmetic to the last bit.
+            let fused = ntm_kernels::runs_on(w);
             values.push(match self.config {
+                OptimizerConfig::Rmsprop {
+                    alpha,
+                    momentum,
+                    eps,
+                    ..
+                } if fused => {
+                    let hp = ntm_kernels::Rmsprop {
+                        lr,
+                        alpha,
+                        momentum,
+                        eps,
+                    };
+                    let (w, s) = ntm_kernels::rmsprop(w, g, [&state[0], &state[1], &state[2]], hp)?;
+                    (w, s.to_vec())
+                }
                 OptimizerConfig::Rmsprop {
                     alpha,
                     momentum,
@@ -359,6 +331,19 @@ impl Optimizer {
                     let denom = ((&n - gbar.sqr()?)? + eps)?.sqrt()?;
                     let delta = ((&state[2] * momentum)? - (g / denom)?.affine(lr, 0.0)?)?;
                     ((w + &delta)?, vec![n, gbar, delta])
+                }
+                OptimizerConfig::Adam {
+                    beta1, beta2, eps, ..
+                } if fused => {
+                    let hp = ntm_kernels::Adam {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        t,
+                    };
+                    let (w, s) = ntm_kernels::adam(w, g, [&state[0], &state[1]], hp)?;
+                    (w, s.to_vec())
                 }
                 OptimizerConfig::Adam {
                     beta1, beta2, eps, ..
