@@ -12,7 +12,7 @@ cargo xtask <command>
 
 Commands:
   train-all   train every (task, model, seed) of the experiment files in tasks/, then write a report
-      --profile P             quick (default), paper, or fast (batches of 16 with a warm-up)
+      --profile P             quick (default), paper, or fast (batches with Adam and a warm-up)
       --tasks copy,ngrams     only these tasks (default all)
       --seeds N               seeds per model (default: the profile's)
       --jobs J                runs at a time (default 2); each gets cores / J threads

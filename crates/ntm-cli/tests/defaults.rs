@@ -117,7 +117,12 @@ fn every_tasks_fast_profile_trains_the_same_models_on_warmed_up_batches_with_ada
             assert_eq!(default.task, fast.task, "{what}: and the task");
             assert_eq!(default.eval, fast.eval, "{what}: and how it is evaluated");
             let train = &fast.train;
-            assert_eq!(train.batch_size, 16, "{what}");
+            // Batches of 16, or 8 where a model's entry says why (copy's LSTM NTM).
+            assert!(
+                [8, 16].contains(&train.batch_size),
+                "{what}: batches of {}",
+                train.batch_size
+            );
             assert!(
                 matches!(train.optimizer, ntm_train::OptimizerConfig::Adam { .. }),
                 "{what}: {:?}",

@@ -614,6 +614,16 @@ mod tests {
     }
 
     #[test]
+    fn clipping_by_value_keeps_a_nan_for_the_finiteness_check() {
+        let values = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 12.0];
+        let mut g = vec![Tensor::new(&values, &Device::Cpu).unwrap()];
+        clip_values(&mut g, 10.0).unwrap();
+        let got = g[0].to_vec1::<f32>().unwrap();
+        assert!(got[0].is_nan(), "{got:?}");
+        assert_eq!(got[1..], [10.0, -10.0, -0.0, 10.0], "{got:?}");
+    }
+
+    #[test]
     fn configs_parse_with_defaults() {
         let c: OptimizerConfig = toml::from_str("kind = \"rmsprop\"\nlr = 1e-4\n").unwrap();
         assert_eq!(
