@@ -61,6 +61,8 @@ struct Sum<T> {
     sum: Vec<T>,
     /// `(k, n)`: the weight's shape.
     dims: (usize, usize),
+    /// Whether the sum is kept `[n, k]`, in the layout of the tensor a transposed binding bound.
+    transposed: bool,
     /// Each waiting step's `m`, `x [m, k]` and `dy [m, n]`, contiguous, in the order they came.
     waiting: Vec<(usize, Vec<T>, Vec<T>)>,
 }
@@ -136,11 +138,10 @@ impl CustomOp1 for Bind {
     fn bwd(&self, arg: &Tensor, _: &Tensor, _: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let grad = self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (dims, dev) = (arg.dims().to_vec(), arg.device());
-        let transposed = self.0.transposed;
         Ok(match grad {
             None => None,
-            Some(Grad::F32(g)) => Some(Tensor::from_vec(g.finish(transposed), dims, dev)?),
-            Some(Grad::F64(g)) => Some(Tensor::from_vec(g.finish(transposed), dims, dev)?),
+            Some(Grad::F32(g)) => Some(Tensor::from_vec(g.finish(), dims, dev)?),
+            Some(Grad::F64(g)) => Some(Tensor::from_vec(g.finish(), dims, dev)?),
         })
     }
 }
@@ -196,18 +197,23 @@ impl CustomOp2 for Apply {
 
 /// The float types the sum holds.
 trait Summed: candle_core::WithDType + num_traits::One {
-    fn slot(grad: &mut Option<Grad>, dims: (usize, usize)) -> &mut Sum<Self>;
+    fn slot(grad: &mut Option<Grad>, dims: (usize, usize), transposed: bool) -> &mut Sum<Self>;
 }
 
 /// `Summed` for a float type and the `Grad` variant that holds it.
 macro_rules! summed {
     ($t:ty, $variant:ident) => {
         impl Summed for $t {
-            fn slot(grad: &mut Option<Grad>, dims: (usize, usize)) -> &mut Sum<$t> {
+            fn slot(
+                grad: &mut Option<Grad>,
+                dims: (usize, usize),
+                transposed: bool,
+            ) -> &mut Sum<$t> {
                 if !matches!(grad, Some(Grad::$variant(_))) {
                     *grad = Some(Grad::$variant(Sum {
                         sum: vec![0.0; dims.0 * dims.1],
                         dims,
+                        transposed,
                         waiting: Vec::new(),
                     }));
                 }
@@ -230,7 +236,7 @@ const BLOCK: usize = 4096;
 impl<T: Summed> Sum<T> {
     /// Adds one step's `x [m, k]` and `dy [m, n]`, for the sum's `(k, n)`: at once when
     /// `m > 2`, after the steps waiting before it; otherwise it waits.
-    fn add(&mut self, x: &[T], dy: &[T], m: usize, transposed: bool) -> candle_core::Result<()> {
+    fn add(&mut self, x: &[T], dy: &[T], m: usize) -> candle_core::Result<()> {
         let (k, n) = self.dims;
         if x.len() != m * k || dy.len() != m * n {
             candle_core::bail!("step weight: a step that does not fit the sum [{k}, {n}]")
@@ -239,14 +245,14 @@ impl<T: Summed> Sum<T> {
             self.waiting.push((m, x.to_vec(), dy.to_vec()));
             return Ok(());
         }
-        self.flush(transposed);
-        gemm_into(&mut self.sum, x, dy, (m, k, n), transposed)
+        self.flush();
+        gemm_into(&mut self.sum, x, dy, (m, k, n), self.transposed)
     }
 
     /// Adds the waiting steps, in the order they came, one block of the sum's rows at a time.
     /// Every waiting step fits the sum: [`Sum::add`] checked it.
-    fn flush(&mut self, transposed: bool) {
-        let (k, n) = self.dims;
+    fn flush(&mut self) {
+        let ((k, n), transposed) = (self.dims, self.transposed);
         // The length of the sum's rows.
         let across = if transposed { k } else { n };
         let per_block = (BLOCK / across.max(1)).max(1);
@@ -264,8 +270,8 @@ impl<T: Summed> Sum<T> {
     }
 
     /// The sum, with every waiting step added.
-    fn finish(mut self, transposed: bool) -> Vec<T> {
-        self.flush(transposed);
+    fn finish(mut self) -> Vec<T> {
+        self.flush();
         self.sum
     }
 }
@@ -361,6 +367,6 @@ impl Apply {
         let (sg, lg) = grad.storage_and_layout();
         let (xs, gs) = (cpu_slice::<T>(&sx, lx)?, cpu_slice::<T>(&sg, lg)?);
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
-        T::slot(&mut slot, (k, n)).add(xs, gs, m, self.0.transposed)
+        T::slot(&mut slot, (k, n), self.0.transposed).add(xs, gs, m)
     }
 }
